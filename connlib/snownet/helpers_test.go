@@ -1,0 +1,183 @@
+package snownet
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+)
+
+// testPeer is one Node with an in-memory TUN.
+type testPeer struct {
+	t    *testing.T
+	name string
+	ip   netip.Addr
+	tun  *tuntest.ChannelTUN
+	node *Node
+
+	mu     sync.Mutex
+	events []Event
+	cond   *sync.Cond
+	peer   *testPeer // where NewCandidate events are forwarded
+	creds  Credentials
+}
+
+func testLogger(t *testing.T) *zap.Logger {
+	if testing.Verbose() {
+		return zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
+	}
+	return zap.NewNop()
+}
+
+// newTestPeer creates a Node on loopback; mod may adjust the config.
+func newTestPeer(t *testing.T, name string, ip string, mod func(*Config)) *testPeer {
+	t.Helper()
+	tp := &testPeer{t: t, name: name, ip: netip.MustParseAddr(ip), tun: tuntest.NewChannelTUN()}
+	tp.cond = sync.NewCond(&tp.mu)
+	tp.creds = Credentials{Ufrag: fmt.Sprintf("%-4.4s", name+"uf"), Pwd: fmt.Sprintf("%-22.22s", name+"passwordpassword123456")}
+	cfg := Config{
+		Tun:    tp.tun.TUN(),
+		Logger: testLogger(t).Named(name),
+		HostIP: netip.MustParseAddr("127.0.0.1"),
+		ICE:    ICETimers{},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatalf("NewNode %s: %v", name, err)
+	}
+	tp.node = n
+	t.Cleanup(func() { n.Close() })
+	go tp.pump(n)
+	return tp
+}
+
+func (tp *testPeer) pump(n *Node) {
+	for ev := range n.Events() {
+		tp.mu.Lock()
+		tp.events = append(tp.events, ev)
+		peer := tp.peer
+		tp.cond.Broadcast()
+		tp.mu.Unlock()
+		if ev.Kind == EventNewCandidate && peer != nil {
+			_ = peer.node.AddRemoteCandidate(tp.name, ev.Candidate)
+		}
+	}
+}
+
+// waitEvent waits for an event matching ok, returning it.
+func (tp *testPeer) waitEvent(timeout time.Duration, ok func(Event) bool) (Event, bool) {
+	deadline := time.Now().Add(timeout)
+	timer := time.AfterFunc(timeout, func() {
+		tp.mu.Lock()
+		tp.cond.Broadcast()
+		tp.mu.Unlock()
+	})
+	defer timer.Stop()
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	for {
+		for _, ev := range tp.events {
+			if ok(ev) {
+				return ev, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return Event{}, false
+		}
+		tp.cond.Wait()
+	}
+}
+
+func (tp *testPeer) mustEvent(kind EventKind, peer string, timeout time.Duration) Event {
+	tp.t.Helper()
+	ev, ok := tp.waitEvent(timeout, func(e Event) bool { return e.Kind == kind && e.Peer == peer })
+	if !ok {
+		tp.t.Fatalf("%s: no %v event for %q within %v; events: %v", tp.name, kind, peer, timeout, tp.eventKinds())
+	}
+	return ev
+}
+
+func (tp *testPeer) eventKinds() []string {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	var out []string
+	for _, e := range tp.events {
+		out = append(out, e.Kind.String()+":"+e.Peer+":"+e.Reason)
+	}
+	return out
+}
+
+func (tp *testPeer) clearEvents() {
+	tp.mu.Lock()
+	tp.events = nil
+	tp.mu.Unlock()
+}
+
+// connectPair upserts the connection on both sides: a controlling, b
+// controlled, candidates forwarded to each other.
+func connectPair(t *testing.T, a, b *testPeer) {
+	t.Helper()
+	a.mu.Lock()
+	a.peer = b
+	a.mu.Unlock()
+	b.mu.Lock()
+	b.peer = a
+	b.mu.Unlock()
+	psk := Key{1, 2, 3}
+	if err := b.node.UpsertConnection(ConnParams{
+		Peer: a.name, PublicKey: a.node.PublicKey(), PresharedKey: psk,
+		Local: b.creds, Remote: a.creds, Role: RoleControlled,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(a.ip, 32)},
+	}); err != nil {
+		t.Fatalf("upsert on %s: %v", b.name, err)
+	}
+	if err := a.node.UpsertConnection(ConnParams{
+		Peer: b.name, PublicKey: b.node.PublicKey(), PresharedKey: psk,
+		Local: a.creds, Remote: b.creds, Role: RoleControlling,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(b.ip, 32)},
+	}); err != nil {
+		t.Fatalf("upsert on %s: %v", a.name, err)
+	}
+}
+
+// pingOnce sends an ICMP echo from src's TUN and waits for it on dst's.
+func pingOnce(t *testing.T, src, dst *testPeer, timeout time.Duration) {
+	t.Helper()
+	pkt := tuntest.Ping(dst.ip, src.ip)
+	deadline := time.After(timeout)
+	select {
+	case src.tun.Outbound <- pkt:
+	case <-deadline:
+		t.Fatalf("ping %s->%s: TUN did not take the packet", src.name, dst.name)
+	}
+	for {
+		select {
+		case got := <-dst.tun.Inbound:
+			if bytes.Equal(got, pkt) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("ping %s->%s: not received within %v", src.name, dst.name, timeout)
+		}
+	}
+}
+
+func connStats(t *testing.T, tp *testPeer, peer string) ConnStats {
+	t.Helper()
+	for _, s := range tp.node.Stats() {
+		if s.Peer == peer {
+			return s
+		}
+	}
+	t.Fatalf("%s: no stats for %s", tp.name, peer)
+	return ConnStats{}
+}

@@ -1,0 +1,262 @@
+package snownet
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v3"
+	"github.com/pion/stun/v2"
+	"github.com/pion/transport/v3"
+	"go.uber.org/zap"
+)
+
+// This file is the only place that drives a pion/ice agent; the rest of
+// snownet sees iceSession and plain values, so moving to ice/v4 stays a
+// small diff.
+
+// ICETimers tunes the ICE agents. Zero fields take pion's defaults, which
+// are also Firezone-like: checks every 200 ms, a keepalive Binding request
+// every 2 s on the selected pair, Disconnected after 5 s without traffic,
+// Failed after 25 s.
+type ICETimers struct {
+	CheckInterval       time.Duration
+	KeepaliveInterval   time.Duration
+	DisconnectedTimeout time.Duration
+	FailedTimeout       time.Duration
+}
+
+// iceState is the subset of pion's connection states snownet acts on.
+type iceState uint8
+
+const (
+	iceChecking iceState = iota
+	iceConnected
+	iceDisconnected
+	iceFailed
+	iceClosed
+)
+
+// PairInfo describes a selected (nominated) candidate pair.
+type PairInfo struct {
+	Local, Remote string         // the candidates, SDP "candidate:" form
+	RemoteAddr    netip.AddrPort // where direct packets go
+	LocalRelay    bool           // local candidate is our relay allocation
+	RemoteRelay   bool           // remote candidate is the peer's relay
+}
+
+// iceListener receives an iceSession's callbacks, each on a pion goroutine.
+type iceListener interface {
+	iceCandidate(sdp string, relay bool, addr string)
+	iceState(s iceState)
+	icePair(p PairInfo)
+	iceConnected(rw io.ReadWriter)
+}
+
+type iceSessionConfig struct {
+	mux          ice.UniversalUDPMux
+	net          transport.Net
+	relays       []Relay
+	localUfrag   string
+	localPwd     string
+	remoteUfrag  string
+	remotePwd    string
+	controlling  bool
+	disableHost  bool
+	disableSrflx bool
+	timers       ICETimers
+	log          *zap.Logger
+}
+
+// iceSession is one ICE agent (one per connection).
+type iceSession struct {
+	agent  *ice.Agent
+	cfg    iceSessionConfig
+	l      iceListener
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func durPtr(d time.Duration) *time.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return &d
+}
+
+func newICESession(cfg iceSessionConfig, l iceListener) (*iceSession, error) {
+	types := []ice.CandidateType{ice.CandidateTypeRelay}
+	if !cfg.disableHost {
+		types = append(types, ice.CandidateTypeHost)
+	}
+	if !cfg.disableSrflx {
+		types = append(types, ice.CandidateTypeServerReflexive)
+	}
+	var urls []*stun.URI
+	for _, r := range cfg.relays {
+		host := r.Addr.Addr().Unmap().String()
+		port := int(r.Addr.Port())
+		// The relays double as STUN servers for srflx candidates (as in
+		// Firezone); their Binding responses come back on the shared socket.
+		urls = append(urls, &stun.URI{Scheme: stun.SchemeTypeSTUN, Host: host, Port: port, Proto: stun.ProtoTypeUDP})
+		if r.Addr.Addr().Unmap().Is4() {
+			// pion/ice v3 gathers relay candidates over udp4 only.
+			urls = append(urls, &stun.URI{
+				Scheme: stun.SchemeTypeTURN, Host: host, Port: port, Proto: stun.ProtoTypeUDP,
+				Username: r.Username, Password: r.Password,
+			})
+		}
+	}
+	zero := time.Duration(0)
+	acfg := &ice.AgentConfig{
+		Urls:                  urls,
+		NetworkTypes:          []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6},
+		CandidateTypes:        types,
+		UDPMux:                cfg.mux,
+		UDPMuxSrflx:           cfg.mux,
+		Net:                   cfg.net,
+		LocalUfrag:            cfg.localUfrag,
+		LocalPwd:              cfg.localPwd,
+		MulticastDNSMode:      ice.MulticastDNSModeDisabled,
+		CheckInterval:         durPtr(cfg.timers.CheckInterval),
+		KeepaliveInterval:     durPtr(cfg.timers.KeepaliveInterval),
+		DisconnectedTimeout:   durPtr(cfg.timers.DisconnectedTimeout),
+		FailedTimeout:         durPtr(cfg.timers.FailedTimeout),
+		HostAcceptanceMinWait: &zero,
+		LoggerFactory:         pionLoggerFactory{cfg.log},
+	}
+	if cfg.mux == nil {
+		acfg.UDPMux, acfg.UDPMuxSrflx = nil, nil
+	}
+	a, err := ice.NewAgent(acfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &iceSession{agent: a, cfg: cfg, l: l, ctx: ctx, cancel: cancel}
+	if err := s.wire(); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *iceSession) wire() error {
+	if err := s.agent.OnCandidate(func(c ice.Candidate) {
+		if c == nil {
+			return
+		}
+		if !c.NetworkType().IsUDP() {
+			return
+		}
+		s.l.iceCandidate(marshalCandidate(c), c.Type() == ice.CandidateTypeRelay, c.Address())
+	}); err != nil {
+		return err
+	}
+	if err := s.agent.OnConnectionStateChange(func(st ice.ConnectionState) {
+		switch st {
+		case ice.ConnectionStateChecking:
+			s.l.iceState(iceChecking)
+		case ice.ConnectionStateConnected, ice.ConnectionStateCompleted:
+			s.l.iceState(iceConnected)
+		case ice.ConnectionStateDisconnected:
+			s.l.iceState(iceDisconnected)
+		case ice.ConnectionStateFailed:
+			s.l.iceState(iceFailed)
+		case ice.ConnectionStateClosed:
+			s.l.iceState(iceClosed)
+		}
+	}); err != nil {
+		return err
+	}
+	return s.agent.OnSelectedCandidatePairChange(func(local, remote ice.Candidate) {
+		addr, _ := netip.ParseAddr(remote.Address())
+		s.l.icePair(PairInfo{
+			Local:       marshalCandidate(local),
+			Remote:      marshalCandidate(remote),
+			RemoteAddr:  netip.AddrPortFrom(addr.Unmap(), uint16(remote.Port())),
+			LocalRelay:  local.Type() == ice.CandidateTypeRelay,
+			RemoteRelay: remote.Type() == ice.CandidateTypeRelay,
+		})
+	})
+}
+
+// start gathers local candidates and runs connectivity checks in the
+// background (controlling: Dial, controlled: Accept).
+func (s *iceSession) start() error {
+	if err := s.agent.GatherCandidates(); err != nil {
+		return err
+	}
+	go func() {
+		var (
+			c   *ice.Conn
+			err error
+		)
+		if s.cfg.controlling {
+			c, err = s.agent.Dial(s.ctx, s.cfg.remoteUfrag, s.cfg.remotePwd)
+		} else {
+			c, err = s.agent.Accept(s.ctx, s.cfg.remoteUfrag, s.cfg.remotePwd)
+		}
+		if err != nil {
+			return // cancelled or agent closed; state callbacks tell the rest
+		}
+		s.l.iceConnected(c)
+	}()
+	return nil
+}
+
+func (s *iceSession) addRemote(c ice.Candidate) error { return s.agent.AddRemoteCandidate(c) }
+
+// localCandidates returns the gathered local candidates in SDP form.
+func (s *iceSession) localCandidates() []string {
+	cs, err := s.agent.GetLocalCandidates()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, marshalCandidate(c))
+	}
+	return out
+}
+
+// close stops the agent without waiting for its callbacks (they may be
+// blocked on the caller's lock).
+func (s *iceSession) close() {
+	s.once.Do(func() {
+		s.cancel()
+		_ = s.agent.Close()
+	})
+}
+
+// relayNet wraps the agent's transport.Net so that the sockets pion opens
+// for its own TURN allocations get large buffers too (NetBird #6021: the
+// default 208 KiB rmem cut relayed throughput tenfold).
+type relayNet struct {
+	transport.Net
+	rcv, snd int
+}
+
+func (n relayNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	pc, err := n.Net.ListenPacket(network, address)
+	if err != nil {
+		return nil, err
+	}
+	type bufSetter interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}
+	if bs, ok := pc.(bufSetter); ok {
+		if n.rcv > 0 {
+			_ = bs.SetReadBuffer(n.rcv)
+		}
+		if n.snd > 0 {
+			_ = bs.SetWriteBuffer(n.snd)
+		}
+	}
+	return pc, nil
+}
