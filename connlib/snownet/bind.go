@@ -88,7 +88,7 @@ type Bind struct {
 	relay *relayRing
 
 	nWireGuard, nSTUN, nSTUNDropped, nChannelData, nUnknown atomic.Uint64
-	nRelayedIn, nRelayedOut, nNoPath                      atomic.Uint64
+	nRelayedIn, nRelayedOut, nNoPath                        atomic.Uint64
 }
 
 var _ conn.Bind = (*Bind)(nil)

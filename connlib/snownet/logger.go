@@ -27,7 +27,9 @@ func (l pionLogger) Infof(format string, args ...interface{})  { l.s.Debugf(form
 func (l pionLogger) Warn(msg string)                           { l.s.Debug(msg) }
 func (l pionLogger) Warnf(format string, args ...interface{})  { l.s.Debugf(format, args...) }
 func (l pionLogger) Error(msg string)                          { l.s.Info(msg) }
-func (l pionLogger) Errorf(format string, args ...interface{}) { l.s.Info(fmt.Sprintf(format, args...)) }
+func (l pionLogger) Errorf(format string, args ...interface{}) {
+	l.s.Info(fmt.Sprintf(format, args...))
+}
 
 // wgLogger returns wireguard-go loggers writing to zap at Debug.
 func wgLogf(log *zap.Logger, prefix string) func(string, ...any) {

@@ -1,0 +1,97 @@
+package snownet
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v3"
+)
+
+const (
+	turnUser  = "1700000000:salt"
+	turnPass  = "relay-password"
+	turnRealm = "firezone"
+)
+
+// startTURN runs an in-process pion/turn server on a loopback ephemeral
+// port that relays on loopback; it also answers plain STUN Binding.
+func startTURN(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm: turnRealm,
+		AuthHandler: func(username, realm string, _ net.Addr) ([]byte, bool) {
+			if username != turnUser {
+				return nil, false
+			}
+			return turn.GenerateAuthKey(username, realm, turnPass), true
+		},
+		PacketConnConfigs: []turn.PacketConnConfig{{
+			PacketConn: pc,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
+				RelayAddress: net.ParseIP("127.0.0.1"),
+				Address:      "127.0.0.1",
+			},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func testRelay(addr netip.AddrPort) Relay {
+	return Relay{ID: "relay-1", Addr: addr, Username: turnUser, Password: turnPass, Realm: turnRealm}
+}
+
+func TestRelayedLoopback(t *testing.T) {
+	srv := startTURN(t)
+	relayOnly := func(c *Config) {
+		c.DisableHostCandidates = true
+		c.DisableSrflxCandidates = true
+	}
+	a := newTestPeer(t, "alice", "10.0.0.1", relayOnly)
+	b := newTestPeer(t, "bob", "10.0.0.2", relayOnly)
+	for _, tp := range []*testPeer{a, b} {
+		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connectPair(t, a, b)
+
+	ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	if ev.Path != PathRelayed {
+		t.Fatalf("alice: established path %v, want relayed", ev.Path)
+	}
+	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
+	for i := 0; i < 5; i++ {
+		pingOnce(t, a, b, 10*time.Second)
+		pingOnce(t, b, a, 10*time.Second)
+	}
+	for _, tc := range []struct {
+		tp   *testPeer
+		peer string
+	}{{a, "bob"}, {b, "alice"}} {
+		st := connStats(t, tc.tp, tc.peer)
+		if st.Path != PathRelayed || st.Pair == nil || !st.Pair.LocalRelay {
+			t.Errorf("%s: path %v pair %+v, want relayed", tc.tp.name, st.Path, st.Pair)
+		}
+		bs := tc.tp.node.BindStats()
+		if bs.RelayedIn == 0 || bs.RelayedOut == 0 {
+			t.Errorf("%s: bind stats %+v: want relayed traffic both ways", tc.tp.name, bs)
+		}
+	}
+	// Removing the relay invalidates the local relay candidates and, being
+	// the last one, reports that there are no relays.
+	if err := a.node.UpdateRelays(nil, []string{"relay-1"}); err != nil {
+		t.Fatal(err)
+	}
+	a.mustEvent(EventInvalidateCandidate, "bob", 5*time.Second)
+	a.mustEvent(EventNoRelays, "", 5*time.Second)
+}
