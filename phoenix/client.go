@@ -242,8 +242,10 @@ func (c *Client) Run(ctx context.Context) (err error) {
 		}
 		next := c.clock.Now().Add(delay)
 		c.log.Info("portal connection lost, reconnecting", zap.Error(err), zap.Duration("delay", delay))
-		c.setState(ctx, &StateChange{State: StateReconnecting, NextAttempt: next, Err: err})
+		// The timer exists before the event goes out, so a test driving a
+		// fake clock from the event cannot advance past it.
 		t := c.clock.NewTimer(delay)
+		c.setState(ctx, &StateChange{State: StateReconnecting, NextAttempt: next, Err: err})
 		select {
 		case <-ctx.Done():
 			t.Stop()
