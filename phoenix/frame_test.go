@@ -54,10 +54,10 @@ func TestServerFrameExact(t *testing.T) {
 
 func TestDecodeFrame(t *testing.T) {
 	tests := []struct {
-		in                              string
-		v2                              bool
+		in                             string
+		v2                             bool
 		topic, event, ref, jr, payload string
-		err                             bool
+		err                            bool
 	}{
 		{in: `{"topic":"gateway","event":"phx_reply","ref":0,"payload":{"status":"ok","response":{}}}`,
 			topic: "gateway", event: "phx_reply", ref: "0", payload: `{"status":"ok","response":{}}`},
