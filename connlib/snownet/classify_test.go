@@ -153,11 +153,11 @@ func (f *fakeInner) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	return []conn.ReceiveFunc{fn}, 51820, nil
 }
-func (f *fakeInner) Close() error                                 { return nil }
-func (f *fakeInner) SetMark(uint32) error                         { return nil }
-func (f *fakeInner) Send(bufs [][]byte, ep conn.Endpoint) error   { f.sent += len(bufs); return nil }
+func (f *fakeInner) Close() error                                  { return nil }
+func (f *fakeInner) SetMark(uint32) error                          { return nil }
+func (f *fakeInner) Send(bufs [][]byte, ep conn.Endpoint) error    { f.sent += len(bufs); return nil }
 func (f *fakeInner) ParseEndpoint(s string) (conn.Endpoint, error) { return nil, nil }
-func (f *fakeInner) BatchSize() int                               { return 128 }
+func (f *fakeInner) BatchSize() int                                { return 128 }
 
 func TestBindReceiveClassifiesAndCounts(t *testing.T) {
 	from := &conn.StdNetEndpoint{AddrPort: netip.MustParseAddrPort("127.0.0.1:9")}

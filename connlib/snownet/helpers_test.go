@@ -132,20 +132,20 @@ func connectPair(t *testing.T, a, b *testPeer) {
 	b.mu.Lock()
 	b.peer = a
 	b.mu.Unlock()
-	psk := Key{1, 2, 3}
-	if err := b.node.UpsertConnection(ConnParams{
-		Peer: a.name, PublicKey: a.node.PublicKey(), PresharedKey: psk,
-		Local: b.creds, Remote: a.creds, Role: RoleControlled,
-		AllowedIPs: []netip.Prefix{netip.PrefixFrom(a.ip, 32)},
-	}); err != nil {
+	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
 		t.Fatalf("upsert on %s: %v", b.name, err)
 	}
-	if err := a.node.UpsertConnection(ConnParams{
-		Peer: b.name, PublicKey: b.node.PublicKey(), PresharedKey: psk,
-		Local: a.creds, Remote: b.creds, Role: RoleControlling,
-		AllowedIPs: []netip.Prefix{netip.PrefixFrom(b.ip, 32)},
-	}); err != nil {
+	if err := a.node.UpsertConnection(paramsFor(a, b, RoleControlling)); err != nil {
 		t.Fatalf("upsert on %s: %v", a.name, err)
+	}
+}
+
+// paramsFor is local's view of the connection to remote.
+func paramsFor(local, remote *testPeer, role Role) ConnParams {
+	return ConnParams{
+		Peer: remote.name, PublicKey: remote.node.PublicKey(), PresharedKey: Key{1, 2, 3},
+		Local: local.creds, Remote: remote.creds, Role: role,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(remote.ip, 32)},
 	}
 }
 

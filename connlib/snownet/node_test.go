@@ -1,6 +1,7 @@
 package snownet
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,4 +41,61 @@ func TestDirectLoopback(t *testing.T) {
 	if s := a.node.BindStats(); s.WireGuard == 0 || s.STUN == 0 {
 		t.Errorf("bind stats %+v: want WireGuard and STUN traffic on the shared socket", s)
 	}
+}
+
+func TestReupsertIdenticalReuses(t *testing.T) {
+	a := newTestPeer(t, "alice", "10.0.0.1", nil)
+	b := newTestPeer(t, "bob", "10.0.0.2", nil)
+	connectPair(t, a, b)
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
+	pingOnce(t, a, b, 10*time.Second)
+	before := connStats(t, a, "bob")
+
+	a.clearEvents()
+	if err := a.node.UpsertConnection(paramsFor(a, b, RoleControlling)); err != nil {
+		t.Fatal(err)
+	}
+	// Local candidates are signalled again, the connection is kept.
+	a.mustEvent(EventNewCandidate, "bob", 5*time.Second)
+	pingOnce(t, a, b, 10*time.Second)
+	pingOnce(t, b, a, 10*time.Second)
+	after := connStats(t, a, "bob")
+	if after.State != StateConnected || after.Pair == nil || before.Pair == nil || after.Pair.Local != before.Pair.Local {
+		t.Fatalf("connection not reused: before %+v after %+v", before, after)
+	}
+	for _, k := range a.eventKinds() {
+		if strings.HasPrefix(k, "connection-failed") || strings.HasPrefix(k, "connection-closed") {
+			t.Fatalf("unexpected event %s", k)
+		}
+	}
+}
+
+// A peer that restarts with a new key: the old connection fails (ICE
+// disconnected, then the grace period), the new one is established.
+func TestPeerRestartNewKey(t *testing.T) {
+	fast := func(c *Config) {
+		c.ICE = ICETimers{KeepaliveInterval: 300 * time.Millisecond, DisconnectedTimeout: 1500 * time.Millisecond, FailedTimeout: 6 * time.Second}
+	}
+	a := newTestPeer(t, "alice", "10.0.0.1", fast)
+	b := newTestPeer(t, "bob", "10.0.0.2", fast)
+	connectPair(t, a, b)
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	pingOnce(t, a, b, 10*time.Second)
+	oldKey := b.node.PublicKey()
+
+	b.node.Close()
+	b2 := newTestPeer(t, "bob", "10.0.0.2", fast)
+	if b2.node.PublicKey() == oldKey {
+		t.Fatal("restarted peer kept its key")
+	}
+	ev := a.mustEvent(EventConnectionFailed, "bob", establishTimeout)
+	t.Logf("old connection failed: %s", ev.Reason)
+
+	a.clearEvents()
+	connectPair(t, a, b2)
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	b2.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
+	pingOnce(t, a, b2, 10*time.Second)
+	pingOnce(t, b2, a, 10*time.Second)
 }
