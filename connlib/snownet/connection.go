@@ -73,6 +73,20 @@ func (n *Node) newConnectionLocked(p ConnParams, now time.Time) (*connection, er
 	return c, nil
 }
 
+// pathKind is the connection's path as users see it: relayed when the
+// nominated pair has a relay candidate on either side (the traffic crosses
+// a TURN server even if our side sends from the shared socket), direct
+// otherwise, none before nomination or while the path is unusable.
+func (c *connection) pathKind() PathKind {
+	if c.pair == nil || c.ep.path.Load().kind == PathNone {
+		return PathNone
+	}
+	if c.pair.LocalRelay || c.pair.RemoteRelay {
+		return PathRelayed
+	}
+	return PathDirect
+}
+
 // shutdown stops the agent and the relay reader. Called without the lock.
 func (c *connection) shutdown() {
 	select {
@@ -276,7 +290,7 @@ func (n *Node) tick() {
 		}
 		switch c.lc.tick(now) {
 		case lcEstablished:
-			n.events.push(Event{Kind: EventConnectionEstablished, Peer: c.id, Path: c.ep.path.Load().kind})
+			n.events.push(Event{Kind: EventConnectionEstablished, Peer: c.id, Path: c.pathKind()})
 		case lcFailed:
 			failed = append(failed, c)
 		}

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 )
 
@@ -28,9 +28,14 @@ type testPeer struct {
 	creds  Credentials
 }
 
+// testLogger logs to stderr at Debug when SNOWNET_DEBUG is set (not via
+// t.Log: pion goroutines may still log after a test returned).
 func testLogger(t *testing.T) *zap.Logger {
-	if testing.Verbose() {
-		return zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))
+	if os.Getenv("SNOWNET_DEBUG") != "" {
+		l, err := zap.NewDevelopment()
+		if err == nil {
+			return l.Named(t.Name())
+		}
 	}
 	return zap.NewNop()
 }

@@ -109,7 +109,7 @@ func (p ConnParams) validate() error {
 type ConnStats struct {
 	Peer          string
 	State         ConnState
-	Path          PathKind
+	Path          PathKind  // relayed if either candidate of the pair is a relay
 	Pair          *PairInfo // nil until a pair is nominated
 	RxBytes       uint64
 	TxBytes       uint64
@@ -520,7 +520,7 @@ func (n *Node) Stats() []ConnStats {
 	defer n.mu.Unlock()
 	out := make([]ConnStats, 0, len(n.conns))
 	for _, c := range n.conns {
-		st := ConnStats{Peer: c.id, State: c.lc.state(), Path: c.ep.path.Load().kind}
+		st := ConnStats{Peer: c.id, State: c.lc.state(), Path: c.pathKind()}
 		if c.pair != nil {
 			p := *c.pair
 			st.Pair = &p
