@@ -31,6 +31,7 @@ type session struct {
 	joinRef      atomic.Uint64
 	awaitingJoin atomic.Bool
 	joinReply    chan joinResult
+	joinDone     chan struct{} // join() → reader: join outcome handled
 	rejoin       chan struct{}
 	unanswered   atomic.Int32
 
@@ -65,6 +66,7 @@ func newSession(c *Client, parent context.Context, conn *websocket.Conn) *sessio
 		ctx:       ctx,
 		end:       end,
 		joinReply: make(chan joinResult, 1),
+		joinDone:  make(chan struct{}),
 		rejoin:    make(chan struct{}, 1),
 		pending:   make(map[uint64]pendingReply),
 		wake:      make(chan struct{}, 1),
@@ -152,6 +154,12 @@ func (s *session) join() error {
 		return ErrJoinTimeout
 	case res = <-s.joinReply:
 	}
+	defer func() {
+		select {
+		case s.joinDone <- struct{}{}:
+		case <-s.ctx.Done():
+		}
+	}()
 	if !res.ok {
 		return &JoinError{Topic: c.cfg.Topic, Reason: reasonOf(res.response), Response: res.response}
 	}
@@ -312,6 +320,12 @@ func (s *session) handleReply(f *rawFrame) {
 		select {
 		case s.joinReply <- joinResult{ok: ok, response: bytes.Clone(response)}:
 		default:
+			return
+		}
+		// Wait until Joined is out, so no Message overtakes it.
+		select {
+		case <-s.joinDone:
+		case <-s.ctx.Done():
 		}
 		return
 	}

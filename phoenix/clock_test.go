@@ -74,3 +74,26 @@ func (t *fakeTimer) Stop() bool {
 	t.stopped = true
 	return was
 }
+
+// waitTimer blocks until a timer due d from now is pending, so Advance(d)
+// cannot race the goroutine that creates it.
+func (c *fakeClock) waitTimer(t interface {
+	Helper()
+	Fatalf(string, ...any)
+}, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		want := c.now.Add(d)
+		for _, tm := range c.timers {
+			if !tm.stopped && tm.when.Equal(want) {
+				c.mu.Unlock()
+				return
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("no timer for %v appeared", d)
+}

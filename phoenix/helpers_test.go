@@ -46,11 +46,12 @@ func runClient(t *testing.T, c *Client) <-chan error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	exited := make(chan struct{})
+	go func() { defer close(exited); done <- c.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(testTimeout):
 			t.Error("client Run did not return after cancel")
 		}
