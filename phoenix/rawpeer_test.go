@@ -63,7 +63,9 @@ func newRawServer(t *testing.T) *rawServer {
 	return rs
 }
 
-func (rs *rawServer) setRefuse(f func(w http.ResponseWriter, r *http.Request) bool) { rs.refuse.Store(&f) }
+func (rs *rawServer) setRefuse(f func(w http.ResponseWriter, r *http.Request) bool) {
+	rs.refuse.Store(&f)
+}
 
 func (rs *rawServer) accept(t *testing.T) *rawConn {
 	t.Helper()
