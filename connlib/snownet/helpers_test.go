@@ -15,7 +15,7 @@ import (
 
 // testPeer is one Node with an in-memory TUN.
 type testPeer struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	ip   netip.Addr
 	tun  *tuntest.ChannelTUN
@@ -30,7 +30,7 @@ type testPeer struct {
 
 // testLogger logs to stderr at Debug when SNOWNET_DEBUG is set (not via
 // t.Log: pion goroutines may still log after a test returned).
-func testLogger(t *testing.T) *zap.Logger {
+func testLogger(t testing.TB) *zap.Logger {
 	if os.Getenv("SNOWNET_DEBUG") != "" {
 		l, err := zap.NewDevelopment()
 		if err == nil {
@@ -41,7 +41,7 @@ func testLogger(t *testing.T) *zap.Logger {
 }
 
 // newTestPeer creates a Node on loopback; mod may adjust the config.
-func newTestPeer(t *testing.T, name string, ip string, mod func(*Config)) *testPeer {
+func newTestPeer(t testing.TB, name string, ip string, mod func(*Config)) *testPeer {
 	t.Helper()
 	tp := &testPeer{t: t, name: name, ip: netip.MustParseAddr(ip), tun: tuntest.NewChannelTUN()}
 	tp.cond = sync.NewCond(&tp.mu)
@@ -129,7 +129,7 @@ func (tp *testPeer) clearEvents() {
 
 // connectPair upserts the connection on both sides: a controlling, b
 // controlled, candidates forwarded to each other.
-func connectPair(t *testing.T, a, b *testPeer) {
+func connectPair(t testing.TB, a, b *testPeer) {
 	t.Helper()
 	a.mu.Lock()
 	a.peer = b
@@ -155,7 +155,7 @@ func paramsFor(local, remote *testPeer, role Role) ConnParams {
 }
 
 // pingOnce sends an ICMP echo from src's TUN and waits for it on dst's.
-func pingOnce(t *testing.T, src, dst *testPeer, timeout time.Duration) {
+func pingOnce(t testing.TB, src, dst *testPeer, timeout time.Duration) {
 	t.Helper()
 	pkt := tuntest.Ping(dst.ip, src.ip)
 	deadline := time.After(timeout)
@@ -176,7 +176,7 @@ func pingOnce(t *testing.T, src, dst *testPeer, timeout time.Duration) {
 	}
 }
 
-func connStats(t *testing.T, tp *testPeer, peer string) ConnStats {
+func connStats(t testing.TB, tp *testPeer, peer string) ConnStats {
 	t.Helper()
 	for _, s := range tp.node.Stats() {
 		if s.Peer == peer {

@@ -17,7 +17,7 @@ const (
 
 // startTURN runs an in-process pion/turn server on a loopback ephemeral
 // port that relays on loopback; it also answers plain STUN Binding.
-func startTURN(t *testing.T) netip.AddrPort {
+func startTURN(t testing.TB) netip.AddrPort {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
