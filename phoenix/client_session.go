@@ -81,7 +81,19 @@ func (c *Client) connectOnce(ctx context.Context, bo *backoff) (joined bool, err
 	if err != nil {
 		return false, err
 	}
-	s := newSession(c, ctx, conn)
+	// The session's context is not derived from ctx: cancelling a read
+	// closes the socket at once, and on shutdown we first say phx_leave.
+	s := newSession(c, context.Background(), conn)
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		j := s.joined
+		s.mu.Unlock()
+		if j {
+			s.leave()
+		}
+		s.end(context.Cause(ctx))
+	})
+	defer stop()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.readLoop() }()
@@ -92,9 +104,6 @@ func (c *Client) connectOnce(ctx context.Context, bo *backoff) (joined bool, err
 			c.sess = nil
 		}
 		c.mu.Unlock()
-		if ctx.Err() != nil && joined {
-			s.leave()
-		}
 		_ = conn.Close(websocket.StatusNormalClosure, "")
 		_ = conn.CloseNow()
 		wg.Wait()
