@@ -44,6 +44,10 @@ type BindConfig struct {
 	// above, negative leaves StdNetBind's own setting.
 	RecvBufferSize int
 	SendBufferSize int
+	// MaxPacketSize is the largest relayed WireGuard datagram the Bind
+	// queues (default 2048, enough for a 1420-byte MTU plus WireGuard's 32
+	// bytes); larger ones are dropped and counted as Unknown.
+	MaxPacketSize int
 	// Logger; nil means no logging.
 	Logger *zap.Logger
 }
@@ -104,6 +108,9 @@ func NewBind(cfg BindConfig) *Bind {
 	if cfg.RecvBufferSize == 0 {
 		cfg.RecvBufferSize = DefaultRecvBufferSize
 	}
+	if cfg.MaxPacketSize < relaySlotSize {
+		cfg.MaxPacketSize = relaySlotSize
+	}
 	if cfg.SendBufferSize == 0 {
 		cfg.SendBufferSize = DefaultSendBufferSize
 	}
@@ -113,7 +120,7 @@ func NewBind(cfg BindConfig) *Bind {
 		rcvbuf: cfg.RecvBufferSize,
 		sndbuf: cfg.SendBufferSize,
 		peers:  make(map[string]*peerEndpoint),
-		relay:  newRelayRing(relayRingSlots, relaySlotSize),
+		relay:  newRelayRing(relayRingSlots, cfg.MaxPacketSize),
 	}
 }
 
@@ -254,13 +261,22 @@ func (b *Bind) sendPath(e *peerEndpoint, p *path, bufs [][]byte) error {
 	if p.kind == PathDirect {
 		return b.inner.Send(bufs, p.direct)
 	}
+	// One write per packet: pion's conn has no batch API. A failed packet
+	// (e.g. one pion mistakes for STUN because its receiver index equals
+	// the magic cookie) does not stop the rest of the batch.
+	var firstErr error
+	var sent uint64
 	for _, buf := range bufs {
 		if _, err := p.relay.Write(buf); err != nil {
-			return err
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
 		}
+		sent++
 	}
-	b.nRelayedOut.Add(uint64(len(bufs)))
-	return nil
+	b.nRelayedOut.Add(sent)
+	return firstErr
 }
 
 // sendTo sends one datagram to addr through the shared socket; the ICE

@@ -104,6 +104,13 @@ func (c *connection) iceCandidate(sdp string, relay bool, addr string) {
 	if c.closed {
 		return
 	}
+	if !relay && !n.cfg.HostIP.IsValid() {
+		// With the wildcard socket pion enumerates every interface address;
+		// loopback and link-local ones are useless to a remote peer.
+		if a, err := netip.ParseAddr(addr); err == nil && (a.IsLoopback() || a.IsLinkLocalUnicast()) {
+			return
+		}
+	}
 	c.localCands = append(c.localCands, sdp)
 	if relay {
 		if a, err := netip.ParseAddr(addr); err == nil {

@@ -179,6 +179,9 @@ func NewNode(cfg Config) (*Node, error) {
 		netw = sn
 	}
 	bc := cfg.Bind
+	if mtu, err := cfg.Tun.MTU(); err == nil && mtu+64 > bc.MaxPacketSize {
+		bc.MaxPacketSize = mtu + 64
+	}
 	if bc.Logger == nil {
 		bc.Logger = cfg.Logger.Named("bind")
 	}

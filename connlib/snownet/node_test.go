@@ -99,3 +99,39 @@ func TestPeerRestartNewKey(t *testing.T) {
 	pingOnce(t, a, b2, 10*time.Second)
 	pingOnce(t, b2, a, 10*time.Second)
 }
+
+// Reset (network change): connections closed with an event, new key, new
+// socket; the caller reconnects with the new key.
+func TestReset(t *testing.T) {
+	a := newTestPeer(t, "alice", "10.0.0.1", nil)
+	b := newTestPeer(t, "bob", "10.0.0.2", nil)
+	connectPair(t, a, b)
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	pingOnce(t, a, b, 10*time.Second)
+	oldKey, oldPort := a.node.PublicKey(), a.node.Port()
+
+	newKey, err := a.node.Reset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := a.mustEvent(EventConnectionClosed, "bob", 5*time.Second); ev.Reason != "reset" {
+		t.Fatalf("reason %q", ev.Reason)
+	}
+	if newKey == oldKey || a.node.PublicKey() != newKey {
+		t.Fatal("key not replaced")
+	}
+	if a.node.Port() == oldPort || a.node.Port() == 0 {
+		t.Fatalf("socket not rebound: port %d -> %d", oldPort, a.node.Port())
+	}
+	if len(a.node.Stats()) != 0 {
+		t.Fatal("connections survived the reset")
+	}
+
+	a.clearEvents()
+	b.clearEvents()
+	connectPair(t, a, b) // b replaces its connection: alice's key changed
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
+	pingOnce(t, a, b, 10*time.Second)
+	pingOnce(t, b, a, 10*time.Second)
+}
