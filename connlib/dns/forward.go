@@ -184,19 +184,29 @@ func (p *Pending[T]) Match(resp []byte, server netip.AddrPort) (T, error) {
 	origin := e.origin
 	binary.BigEndian.PutUint16(resp, e.origID)
 	p.release(idx)
+	p.trimOrder()
 	return origin, nil
 }
 
 // PollTimeout returns when Expire next has work, if anything is pending.
 func (p *Pending[T]) PollTimeout() (time.Time, bool) {
+	p.trimOrder()
+	if p.head < len(p.order) {
+		return p.order[p.head].deadline, true
+	}
+	return time.Time{}, false
+}
+
+// trimOrder drops answered or cancelled entries from the front of the
+// expiry queue, so a steady answer-before-timeout flow keeps it short.
+func (p *Pending[T]) trimOrder() {
 	for p.head < len(p.order) {
 		o := p.order[p.head]
 		if e := &p.entries[o.idx]; e.live && e.gen == o.gen {
-			return o.deadline, true
+			return
 		}
 		p.popOrder()
 	}
-	return time.Time{}, false
 }
 
 // Expire removes every query whose timeout has passed on the clock and

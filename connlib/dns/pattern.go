@@ -119,14 +119,18 @@ func (p Pattern) matchBytes(name []byte) bool { return matchName(p, name) }
 
 type text interface{ ~string | ~[]byte }
 
-// matchName runs the label-level matcher. Name labels are located once into
-// a fixed array; the pattern is matched with a dynamic programme over (pattern
-// label, name label) so that several "**" cost O(P×N) instead of exponential
-// backtracking.
-func matchName[S text](p Pattern, name S) bool {
-	if len(p.labels) == 0 {
-		return false
-	}
+// nameLabels locates the labels of a name once, so that matching it against
+// many patterns does not split it again for each one.
+type nameLabels struct {
+	// starts[i] is where label i begins; label i ends at starts[i+1]-1.
+	starts [maxNameLabel + 2]int
+	count  int
+}
+
+// split fills l from name (one trailing dot allowed). It returns false for
+// names no pattern can match: empty, too long, too many labels, or with an
+// empty label.
+func split[S text](l *nameLabels, name S) bool {
 	n := len(name)
 	if n > 0 && name[n-1] == '.' {
 		n--
@@ -134,34 +138,58 @@ func matchName[S text](p Pattern, name S) bool {
 	if n == 0 || n > maxNameLen {
 		return false
 	}
-	// starts[i] is where label i begins; label i ends at starts[i+1]-1.
-	var starts [maxNameLabel + 2]int
 	count := 0
-	starts[0] = 0
+	l.starts[0] = 0
 	for i := 0; i < n; i++ {
 		if name[i] == '.' {
-			if i == starts[count] { // empty label
+			if i == l.starts[count] { // empty label
 				return false
 			}
 			count++
 			if count >= maxNameLabel {
 				return false
 			}
-			starts[count] = i + 1
+			l.starts[count] = i + 1
 		}
 	}
-	if starts[count] == n { // trailing empty label ("a..")
+	if l.starts[count] == n { // trailing empty label ("a..")
 		return false
 	}
 	count++
-	starts[count] = n + 1
+	l.starts[count] = n + 1
+	l.count = count
+	return true
+}
 
-	if matchFrom(p.labels, name, &starts, count) {
+// matchName matches one name against one pattern.
+func matchName[S text](p Pattern, name S) bool {
+	var l nameLabels
+	return split(&l, name) && matchSplit(p, name, &l)
+}
+
+// matchSplit runs the label-level matcher on a split name. The pattern's
+// trailing literal labels are compared first: they must equal the name's
+// last labels, which rejects almost every non-matching pattern with one
+// label comparison. The rest is a dynamic programme over (pattern label,
+// name label), so several "**" cost O(P×N) instead of exponential
+// backtracking.
+func matchSplit[S text](p Pattern, name S, l *nameLabels) bool {
+	if len(p.labels) == 0 {
+		return false
+	}
+	j := l.count - 1
+	for i := len(p.labels) - 1; i >= 0 && p.labels[i].kind == labelLiteral; i-- {
+		if j < 0 || !matchLabel(p.labels[i], name, l.starts[j], l.starts[j+1]-1) {
+			return false
+		}
+		j--
+	}
+	if matchFrom(p.labels, name, &l.starts, l.count) {
 		return true
 	}
 	// "*.example.com" also matches "example.com" (Firezone's apex rule).
 	if len(p.labels) > 1 && p.labels[0].kind == labelGlob && p.labels[0].text == "*" {
-		return matchFrom(p.labels[1:], name, &starts, count)
+		return matchFrom(p.labels[1:], name, &l.starts, l.count)
 	}
 	return false
 }

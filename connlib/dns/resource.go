@@ -106,8 +106,12 @@ func (s *resourceSet) remove(id string) (resourceEntry, bool) {
 
 // match returns the most specific resource whose pattern matches name.
 func (s *resourceSet) match(name []byte) (*resourceEntry, bool) {
+	var l nameLabels
+	if !split(&l, name) {
+		return nil, false
+	}
 	for i := range s.entries {
-		if s.entries[i].pattern.matchBytes(name) {
+		if matchSplit(s.entries[i].pattern, name, &l) {
 			return &s.entries[i], true
 		}
 	}
@@ -139,13 +143,11 @@ func NewMatcher(resources []Resource) (*Matcher, error) {
 
 // Match returns the winning resource for name, if any. It does not allocate.
 func (m *Matcher) Match(name string) (Resource, bool) {
-	for i := range m.set.entries {
-		e := &m.set.entries[i]
-		if e.pattern.Match(name) {
-			return Resource{ID: e.id, Address: e.pattern.raw, IPStack: e.stack}, true
-		}
+	e, ok := m.set.matchString(name)
+	if !ok {
+		return Resource{}, false
 	}
-	return Resource{}, false
+	return Resource{ID: e.id, Address: e.pattern.raw, IPStack: e.stack}, true
 }
 
 func (s *resourceSet) index(id string) int {
@@ -158,8 +160,12 @@ func (s *resourceSet) index(id string) int {
 }
 
 func (s *resourceSet) matchString(name string) (*resourceEntry, bool) {
+	var l nameLabels
+	if !split(&l, name) {
+		return nil, false
+	}
 	for i := range s.entries {
-		if s.entries[i].pattern.Match(name) {
+		if matchSplit(s.entries[i].pattern, name, &l) {
 			return &s.entries[i], true
 		}
 	}
