@@ -141,7 +141,7 @@ func (ch *Channel) Crash() error {
 // Disconnect closes the whole socket (WebSocket close 1000), as the portal
 // does to force a reconnect.
 func (ch *Channel) Disconnect() {
-	ch.sock.close(errors.New("phoenix: disconnected by handler"))
+	ch.sock.close()
 }
 
 func (ch *Channel) stop(event string, reason error) error {

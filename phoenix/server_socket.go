@@ -51,9 +51,9 @@ func (so *socket) reply(topic string, joinRef, ref []byte, status string, respon
 	return so.write(appendServerFrame(nil, so.v2, topic, EventReply, joinRef, ref, payload))
 }
 
-// close ends the socket with a normal WebSocket close.
-func (so *socket) close(reason error) {
-	so.cancel(reason)
+// close ends the socket with a normal WebSocket close; the reader then
+// ends the socket.
+func (so *socket) close() {
 	go func() { _ = so.conn.Close(websocket.StatusNormalClosure, "") }()
 }
 
@@ -82,7 +82,8 @@ func (so *socket) serve() {
 		so.mu.Unlock()
 		if !joined {
 			so.log.Info("closing socket that never joined a channel")
-			so.cancel(errors.New("join timeout"))
+			// No cancel first: cancelling the reader's context would drop
+			// the TCP connection before the close frame is out.
 			_ = so.conn.Close(websocket.StatusPolicyViolation, "join timeout")
 		}
 	})
