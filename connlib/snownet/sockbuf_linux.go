@@ -18,9 +18,25 @@ func setSocketBuffers(port uint16, rcv, snd int, log *zap.Logger) {
 	if port == 0 || (rcv <= 0 && snd <= 0) {
 		return
 	}
+	forEachUDPSocket(port, func(fd int) {
+		if rcv > 0 {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcv)
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv)
+		}
+		if snd > 0 {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, snd)
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd)
+		}
+		got, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+		log.Debug("socket buffers set", zap.Int("fd", fd), zap.Int("rcvbuf_effective", got))
+	})
+}
+
+// forEachUDPSocket calls fn for each of this process's UDP sockets bound
+// to port.
+func forEachUDPSocket(port uint16, fn func(fd int)) {
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
-		log.Debug("socket buffers: cannot list fds", zap.Error(err))
 		return
 	}
 	names, err := d.Readdirnames(-1)
@@ -49,18 +65,8 @@ func setSocketBuffers(port uint16, rcv, snd int, log *zap.Logger) {
 		default:
 			continue
 		}
-		if p != int(port) {
-			continue
+		if p == int(port) {
+			fn(fd)
 		}
-		if rcv > 0 {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcv)
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv)
-		}
-		if snd > 0 {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, snd)
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd)
-		}
-		got, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
-		log.Debug("socket buffers set", zap.Int("fd", fd), zap.Int("rcvbuf_effective", got))
 	}
 }

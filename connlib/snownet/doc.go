@@ -1,0 +1,90 @@
+// Package snownet runs WireGuard directly over ICE-selected UDP paths, with
+// TURN relays as the fallback, on one UDP socket per address family.
+//
+// It is gozone's counterpart of Firezone's snownet. WireGuard is
+// wireguard-go's device; ICE is pion/ice v3; the two share the sockets of a
+// wrapped conn.StdNetBind (recvmmsg/sendmmsg, UDP GSO/GRO, large buffers):
+//
+//	          +----------------------- Node -----------------------+
+//	tun.Device|  wireguard-go device  <->  Bind (conn.Bind)         |
+//	          |                             |  classify each datagram|
+//	          |      WireGuard <------------+  STUN -> STUNConn -> ICE mux -> agents
+//	          |      relayRing <-- per-peer readers of the agents' conns (relayed)
+//	          +-----------------------------------------------------+
+//
+// # Data path
+//
+// Each received datagram is classified (Classify): WireGuard first (type
+// 1..4, three zero bytes, at least 32 bytes), then STUN, then TURN
+// ChannelData. WireGuard goes to the device; STUN goes to pion's
+// UniversalUDPMux through STUNConn and its slot is zeroed; ChannelData and
+// anything else is dropped and counted (BindStats). The mux's writes leave
+// through the same socket.
+//
+// Endpoints are keyed by peer id: the Node configures each WireGuard peer
+// with endpoint=<peer id>, and the Bind keeps an atomic path per peer
+// (direct address, relayed through the ICE agent's conn, or none). A
+// change of the nominated pair swaps that pointer; WireGuard is never
+// reconfigured, and its roaming is disabled so it never overrides ICE. A
+// handshake message sent while a peer has no path is held and flushed when
+// the path appears (wireguard-go would otherwise wait 5 s to retry).
+//
+// Relayed WireGuard uses pion's own TURN allocation: packets are written
+// to the agent's conn, and one goroutine per relayed peer reads it into a
+// ring of preallocated slots that a single batched ReceiveFunc drains.
+//
+// # Connections
+//
+// A Node holds one connection per peer id, each with its own pion agent
+// (host and srflx candidates on the shared socket, relay candidates from
+// the relays given to UpdateRelays, which also serve as STUN servers).
+// Credentials, PSK and role come from the caller (the portal): the client
+// is controlling, the gateway controlled. Candidates are exchanged as SDP
+// "candidate:" strings (ParseCandidates normalises pion's form and skips
+// bad or non-UDP ones individually).
+//
+// Lifecycle (Firezone's timers, evaluated on an injected Clock):
+// no remote candidate within CandidateTimeout (10 s) -> failed; ICE
+// Disconnected for DisconnectGrace (2 s) or ICE Failed -> failed; no
+// traffic for IdleTimeout (20 s) -> idle (reported in Stats); established
+// once the WireGuard handshake is done and a pair is nominated (the
+// controlling side starts the handshake on nomination). An upsert with
+// identical parameters reuses the connection; any other change replaces
+// it. Reset closes every connection, rotates the WireGuard key and rebinds
+// the sockets on a new port, so the caller can reconnect to the portal with
+// the new key.
+//
+// # Driving a Node
+//
+//	n, _ := snownet.NewNode(snownet.Config{Tun: dev, Logger: log})
+//	n.UpdateRelays(relays, nil)
+//	n.UpsertConnection(snownet.ConnParams{Peer: gid, PublicKey: pk, ...})
+//	for ev := range n.Events() {
+//		switch ev.Kind {
+//		case snownet.EventNewCandidate: // send ev.Candidate to the portal
+//		case snownet.EventConnectionFailed: // forget the peer
+//		}
+//	}
+//	n.AddRemoteCandidate(gid, sdp) // for each candidate from the portal
+//
+// Every Node method is safe for concurrent use and may be called from the
+// goroutine that reads Events. Events are queued without bound and
+// delivered in order; keep draining the channel until it is closed by
+// Close. Node.Close also closes the tun.Device (wireguard-go owns it).
+//
+// # Limits of pion/ice v3 (frozen at v3.0.16)
+//
+//   - Each agent runs its own TURN client on its own socket; TURN on the
+//     shared socket is not possible because pion opens one allocation per
+//     agent and a relay allows only one allocation per 5-tuple. Relayed
+//     packets therefore cost one syscall each inside pion.
+//   - Only IPv4 relay candidates (pion gathers TURN over udp4 only).
+//   - Remote candidates cannot be removed from a running agent, and TURN
+//     servers cannot be added to one: RemoveRemoteCandidate only validates,
+//     UpdateRelays affects new connections (and invalidates local relay
+//     candidates on removed relays).
+//   - ICE timers cannot change on a running agent, so Idle is reported but
+//     does not switch to Firezone's slower idle ICE configuration.
+//   - The realm is the one the TURN server announces (Relay.Realm is kept
+//     for information).
+package snownet
