@@ -168,7 +168,7 @@ func NewResolver(cfg Config) (*Resolver, error) {
 func (r *Resolver) SetSearchDomain(d string) error {
 	d = strings.ToLower(strings.TrimSuffix(d, "."))
 	if d != "" {
-		if _, ok := mdns.IsDomainName(d); !ok || len(d) > maxNameLen-2 {
+		if _, ok := mdns.IsDomainName(d); !ok || len(d) > maxNameLen-2 || strings.Contains(d, "..") {
 			return fmt.Errorf("dns: invalid search domain %q", d)
 		}
 	}
@@ -402,7 +402,7 @@ func (r *Resolver) handle(t Transport, msg, out []byte) (Result, error) {
 	}
 
 	name := q.name
-	if r.search != "" && len(name) > 0 && !containsDot(name) {
+	if r.search != "" && len(name) > 0 && !containsDot(name) && len(name)+1+len(r.search) <= maxNameLen {
 		n := copy(r.expanded[:], name)
 		r.expanded[n] = '.'
 		n++
@@ -439,6 +439,40 @@ func (r *Resolver) handle(t Transport, msg, out []byte) (Result, error) {
 	}
 	res.Action = ActionForwardUpstream
 	return res, nil
+}
+
+// ErrorReply writes a reply with rcode (e.g. mdns.RcodeServerFailure when no
+// upstream or gateway can be reached) for a query, echoing its ID and
+// question. query is framed as t says; the reply is framed the same way and
+// is a prefix of out.
+func ErrorReply(t Transport, query, out []byte, rcode int) ([]byte, error) {
+	w := respWriter{buf: out, ok: true}
+	if t == TransportTCP {
+		if len(query) < 2 || int(binary.BigEndian.Uint16(query)) != len(query)-2 {
+			return nil, ErrShortMessage
+		}
+		query = query[2:]
+		w.put(0, 0)
+	}
+	var scratch [maxWireName]byte
+	q, err := parseQuery(query, &scratch)
+	switch {
+	case errors.Is(err, ErrShortMessage) || errors.Is(err, ErrNotQuery):
+		return nil, err
+	case err != nil:
+		w.header(&q, rcode, 0, 0, 0)
+	default:
+		w.header(&q, rcode, 1, 0, optCount(&q))
+		w.bytes(query[headerLen:q.qEnd])
+		w.opt(&q)
+	}
+	if !w.ok {
+		return nil, ErrShortBuffer
+	}
+	if t == TransportTCP {
+		binary.BigEndian.PutUint16(w.buf, uint16(w.n-2))
+	}
+	return w.buf[:w.n], nil
 }
 
 func containsDot(b []byte) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -625,5 +626,103 @@ func TestAnswerFitsUDPLimit(t *testing.T) {
 	_, pm := ask(t, r, rev, mdns.TypePTR)
 	if len(pm.Answer) != 1 || pm.Answer[0].(*mdns.PTR).Ptr != long+"." {
 		t.Errorf("PTR for long name: %v", pm)
+	}
+}
+
+func rawQuery(labels ...int) []byte {
+	b := []byte{0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+	for _, l := range labels {
+		b = append(b, byte(l))
+		for range l {
+			b = append(b, 'a')
+		}
+	}
+	return append(b, 0, 0, 1, 0, 1)
+}
+
+func TestNameLengthLimits(t *testing.T) {
+	r := newTestResolver(t, Resource{ID: "r", Address: "**"})
+	out := make([]byte, MaxResponseSize)
+	// 255 bytes on the wire: the longest legal name.
+	res, err := r.HandleQuery(TransportUDP, rawQuery(63, 63, 63, 61), out)
+	if err != nil || res.Action != ActionRespond || len(unpack(t, res.Response).Answer) != 4 {
+		t.Fatalf("longest name: %v %v", res.Action, err)
+	}
+	// 256 bytes: FORMERR.
+	res, err = r.HandleQuery(TransportUDP, rawQuery(63, 63, 63, 62), out)
+	if err != nil || res.Action != ActionRespond || unpack(t, res.Response).Rcode != mdns.RcodeFormatError {
+		t.Fatalf("overlong name: %v %v", res.Action, err)
+	}
+	// A single label too long to expand with the search domain is matched as is.
+	search := strings.Repeat("b", 60) + "." + strings.Repeat("c", 60) + "." + strings.Repeat("d", 60) + "." + strings.Repeat("e", 15) + ".com" // 202 bytes
+	r2, err := NewResolver(Config{SearchDomain: search})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.SetResources([]Resource{{ID: "r", Address: "**." + search}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := ask(t, r2, "short", mdns.TypeA); res.Action != ActionRespond {
+		t.Errorf("short label: %v", res.Action)
+	}
+	if res, _ := ask(t, r2, strings.Repeat("x", 63), mdns.TypeA); res.Action != ActionForwardUpstream {
+		t.Errorf("overlong expansion: %v", res.Action)
+	}
+}
+
+func TestErrorReply(t *testing.T) {
+	m := new(mdns.Msg)
+	m.SetQuestion("www.Example.org.", mdns.TypeMX)
+	m.Id = 0x1234
+	m.SetEdns0(1232, true)
+	q, _ := m.Pack()
+	out := make([]byte, MaxResponseSize)
+	b, err := ErrorReply(TransportUDP, q, out, mdns.RcodeServerFailure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := unpack(t, b)
+	checkEcho(t, resp, "www.Example.org", mdns.TypeMX)
+	if resp.Rcode != mdns.RcodeServerFailure || resp.IsEdns0() == nil || !resp.IsEdns0().Do() {
+		t.Errorf("%v", resp)
+	}
+	framed, _ := AppendTCPFrame(nil, q)
+	b, err = ErrorReply(TransportTCP, framed, out, mdns.RcodeRefused)
+	if msg, _, ok := ReadTCPFrame(b); err != nil || !ok || unpack(t, msg).Rcode != mdns.RcodeRefused {
+		t.Errorf("tcp: %v", err)
+	}
+	if b, err := ErrorReply(TransportUDP, q[:14], out, mdns.RcodeServerFailure); err != nil || unpack(t, b).Rcode != mdns.RcodeServerFailure {
+		t.Errorf("broken question: %v", err)
+	}
+	if _, err := ErrorReply(TransportUDP, q[:5], out, 2); !errors.Is(err, ErrShortMessage) {
+		t.Errorf("short: %v", err)
+	}
+	if _, err := ErrorReply(TransportUDP, q, out[:20], 2); !errors.Is(err, ErrShortBuffer) {
+		t.Errorf("short out: %v", err)
+	}
+}
+
+func TestSplitTCPFramePipelined(t *testing.T) {
+	r := newTestResolver(t, Resource{ID: "r", Address: "*.example.com"})
+	var stream []byte
+	for _, n := range []string{"a.example.com", "b.example.com", "c.example.org"} {
+		stream, _ = AppendTCPFrame(stream, mkQuery(t, n, mdns.TypeA, 0x1234))
+	}
+	stream = append(stream, 0) // start of a fourth frame
+	var actions []Action
+	for {
+		frame, rest, ok := SplitTCPFrame(stream)
+		if !ok {
+			break
+		}
+		res, err := r.HandleQuery(TransportTCP, frame, make([]byte, MaxResponseSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		actions = append(actions, res.Action)
+		stream = rest
+	}
+	if fmt.Sprint(actions) != "[respond respond forward-upstream]" || len(stream) != 1 {
+		t.Errorf("actions %v, left %d", actions, len(stream))
 	}
 }

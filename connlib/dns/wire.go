@@ -99,6 +99,7 @@ func parseQuery(msg []byte, scratch *[maxWireName]byte) (q query, err error) {
 	}
 	off := headerLen
 	n := 0
+	wire := 1 // the root label
 	q.matchable = true
 	for {
 		if off >= len(msg) {
@@ -112,7 +113,8 @@ func parseQuery(msg []byte, scratch *[maxWireName]byte) (q query, err error) {
 		if l&0xc0 != 0 { // no compression (or extended labels) in a question
 			return q, ErrMalformed
 		}
-		if off+l > len(msg) || n+l+1 > maxWireName-1 {
+		wire += 1 + l
+		if off+l > len(msg) || wire > maxWireName { // RFC 1035: 255 bytes on the wire
 			return q, ErrMalformed
 		}
 		if n > 0 {
@@ -338,6 +340,16 @@ func ReadTCPFrame(buf []byte) (msg, rest []byte, ok bool) {
 		return nil, buf, false
 	}
 	return buf[2 : 2+n], buf[2+n:], true
+}
+
+// SplitTCPFrame is ReadTCPFrame but returns the frame with its length
+// prefix, ready for HandleQuery(TransportTCP, frame, out).
+func SplitTCPFrame(buf []byte) (frame, rest []byte, ok bool) {
+	msg, rest, ok := ReadTCPFrame(buf)
+	if !ok {
+		return nil, buf, false
+	}
+	return buf[:2+len(msg)], rest, true
 }
 
 // AppendTCPFrame appends msg with its 2-byte length prefix. Messages longer
