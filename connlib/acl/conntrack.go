@@ -14,8 +14,12 @@ import (
 // Tracker remembers flows that clients opened through the gateway so
 // that only their replies pass back (resource → client). It is a bounded,
 // set-associative flow cache: a tuple hashes (with a random seed) to one
-// bucket of 4 slots; a new flow takes a free or expired slot, else evicts
-// the slot closest to expiry in that bucket. Memory is fixed at creation,
+// bucket of 8 slots; a new flow takes a free or expired slot, else evicts
+// the slot closest to expiry in that bucket. Each bucket keeps a 32-bit
+// tag per slot (the hash's upper half) in front, so a lookup compares
+// full tuples only on a tag hit. With 8 ways, evictions stay negligible
+// until the table is nearly full (at half load, a bucket overflows with
+// probability ~1e-4). Memory is fixed at creation,
 // every operation is O(1), and nothing allocates per packet.
 //
 // Timeouts follow Firezone's gateway NAT table: TCP 2 h 4 min, UDP and
@@ -50,7 +54,7 @@ type TrackerConfig struct {
 	UnconfirmedTimeout time.Duration
 }
 
-const slotsPerBucket = 4
+const slotsPerBucket = 8
 
 type slot struct {
 	key       ippacket.FiveTuple
@@ -58,7 +62,10 @@ type slot struct {
 	confirmed bool
 }
 
-type bucket struct{ s [slotsPerBucket]slot }
+type bucket struct {
+	tags [slotsPerBucket]uint32 // hash>>32 of each slot's key, for a cheap first test
+	s    [slotsPerBucket]slot
+}
 
 type paddedMutex struct {
 	sync.Mutex
@@ -109,10 +116,10 @@ func (t *Tracker) timeout(proto uint8, confirmed bool) int64 {
 	return int64(t.cfg.OtherTimeout)
 }
 
-func (t *Tracker) lock(key ippacket.FiveTuple) (*bucket, *paddedMutex) {
+func (t *Tracker) lock(key ippacket.FiveTuple) (*bucket, *paddedMutex, uint32) {
 	h := key.Hash(t.seed)
 	b := h & t.mask
-	return &t.buckets[b], &t.locks[b&255]
+	return &t.buckets[b], &t.locks[b&255], uint32(h >> 32)
 }
 
 // Track records (or refreshes) the flow of an outbound packet the ACL
@@ -122,13 +129,13 @@ func (t *Tracker) Track(p ippacket.Packet, now time.Time) { t.TrackTuple(p.Tuple
 // TrackTuple is Track for a tuple.
 func (t *Tracker) TrackTuple(key ippacket.FiveTuple, now time.Time) {
 	n := now.UnixNano()
-	b, mu := t.lock(key)
+	b, mu, tag := t.lock(key)
 	mu.Lock()
 	defer mu.Unlock()
 	victim := -1
 	for i := range b.s {
 		s := &b.s[i]
-		if s.expires != 0 && s.key == key {
+		if b.tags[i] == tag && s.expires != 0 && s.key == key {
 			if n >= s.expires {
 				s.confirmed = false // expired: starts over
 			}
@@ -144,6 +151,7 @@ func (t *Tracker) TrackTuple(key ippacket.FiveTuple, now time.Time) {
 		t.evictions.Add(1)
 	}
 	*v = slot{key: key, expires: n + t.timeout(key.Proto, false)}
+	b.tags[victim] = tag
 }
 
 // freeOrOlder reports whether a is a better eviction victim than b.
@@ -172,12 +180,12 @@ func (t *Tracker) AllowReply(p ippacket.Packet, now time.Time) bool {
 func (t *Tracker) AllowReplyTuple(reply ippacket.FiveTuple, now time.Time) bool {
 	key := reply.Reverse()
 	n := now.UnixNano()
-	b, mu := t.lock(key)
+	b, mu, tag := t.lock(key)
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range b.s {
 		s := &b.s[i]
-		if s.expires != 0 && s.key == key {
+		if b.tags[i] == tag && s.expires != 0 && s.key == key {
 			if n >= s.expires {
 				return false
 			}
@@ -192,11 +200,11 @@ func (t *Tracker) AllowReplyTuple(reply ippacket.FiveTuple, now time.Time) bool 
 // Forget drops the flow with outbound tuple key (for example when a
 // client is removed).
 func (t *Tracker) Forget(key ippacket.FiveTuple) {
-	b, mu := t.lock(key)
+	b, mu, tag := t.lock(key)
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range b.s {
-		if b.s[i].expires != 0 && b.s[i].key == key {
+		if b.tags[i] == tag && b.s[i].expires != 0 && b.s[i].key == key {
 			b.s[i] = slot{}
 		}
 	}

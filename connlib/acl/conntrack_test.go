@@ -1,6 +1,8 @@
 package acl
 
 import (
+	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +155,45 @@ func BenchmarkTracker(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestTrackerConcurrent hammers one tracker from several goroutines (run
+// with -race). Each goroutine owns its flows, the table is large enough
+// that nothing is evicted, and a ForgetAddr of an unrelated address runs
+// alongside: every goroutine must see its own replies pass.
+func TestTrackerConcurrent(t *testing.T) {
+	tr := NewTracker(TrackerConfig{Size: 1 << 16})
+	r := ap("10.0.0.5")
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			src := netip.AddrFrom4([4]byte{100, 64, 9, byte(g)})
+			for i := 0; i < 1000; i++ {
+				k := ippacket.FiveTuple{Src: src, Dst: r, SrcPort: uint16(i), DstPort: 443, Proto: ippacket.ProtoTCP}
+				tr.TrackTuple(k, t0)
+				if !tr.AllowReplyTuple(k.Reverse(), t0) {
+					errs <- "own flow refused"
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 20; i++ {
+			tr.ForgetAddr(ap("100.64.99.99"))
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if tr.Evictions() != 0 {
+		t.Errorf("%d evictions in an oversized table", tr.Evictions())
+	}
 }

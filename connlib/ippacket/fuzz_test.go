@@ -50,6 +50,12 @@ func FuzzParse(f *testing.F) {
 				if !e.ChecksumsValid() || !e.IsICMPError() || e.Dst() != p.Src() {
 					t.Fatal("built ICMP error is wrong")
 				}
+				if n2, err := BuildPacketTooBig(dst, p, 1280, netip.Addr{}); err != nil || n2 != n {
+					t.Fatalf("packet-too-big: %v", err)
+				}
+				if e, err := Parse(dst[:n]); err != nil || !e.ChecksumsValid() {
+					t.Fatal("built packet-too-big is wrong")
+				}
 			}
 		}
 	})

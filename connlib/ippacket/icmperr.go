@@ -143,3 +143,32 @@ func BuildUnreachable(dst []byte, orig Packet, kind Unreachable, src netip.Addr)
 func isBroadcast(a netip.Addr) bool {
 	return a.Is4() && a.As4() == [4]byte{255, 255, 255, 255}
 }
+
+// BuildPacketTooBig writes into dst the error that tells orig's sender
+// its packet exceeded mtu on the path: ICMPv4 type 3 code 4
+// (fragmentation needed, next-hop MTU in bytes 6-7) or ICMPv6 type 2
+// (MTU in bytes 4-7), quoting orig like BuildUnreachable, and returns its
+// length. For IPv4 the caller should only send it when orig has DF set.
+// Same refusals and source rules as BuildUnreachable.
+func BuildPacketTooBig(dst []byte, orig Packet, mtu uint16, src netip.Addr) (int, error) {
+	n, err := BuildUnreachable(dst, orig, Prohibited, src)
+	if err != nil {
+		return 0, err
+	}
+	var icmp []byte
+	var acc uint64
+	if orig.Is4() {
+		icmp = dst[ipv4MinHdrLen:n]
+		icmp[0], icmp[1] = icmp4Unreachable, 4
+		binary.BigEndian.PutUint16(icmp[4:], 0)
+		binary.BigEndian.PutUint16(icmp[6:], mtu)
+	} else {
+		icmp = dst[ipv6HdrLen:n]
+		icmp[0], icmp[1] = icmp6TooBig, 0
+		binary.BigEndian.PutUint32(icmp[4:], uint32(mtu))
+		acc = PseudoHeaderSum(dst[8:24], dst[24:40], ProtoICMPv6, len(icmp))
+	}
+	binary.BigEndian.PutUint16(icmp[2:], 0)
+	binary.BigEndian.PutUint16(icmp[2:], ^Fold(Sum(icmp, acc)))
+	return n, nil
+}

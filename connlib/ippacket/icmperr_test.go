@@ -2,6 +2,7 @@ package ippacket
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -148,5 +149,31 @@ func BenchmarkBuildUnreachable(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		_, _ = BuildUnreachable(dst, orig, Prohibited, netip.Addr{})
+	}
+}
+
+func TestBuildPacketTooBig(t *testing.T) {
+	dst := make([]byte, 1500)
+	for _, orig := range [][]byte{
+		mk(t, c4, r4, ProtoTCP, tcpSeg(1, 2, make([]byte, 1400))),
+		mk(t, c6, r6, ProtoUDP, udpSeg(1, 2, make([]byte, 1400))),
+	} {
+		o := mustParse(t, orig)
+		n, err := BuildPacketTooBig(dst, o, 1280, netip.Addr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := mustParse(t, dst[:n])
+		if !oracleValid(t, e) || !e.IsICMPError() {
+			t.Fatal("invalid packet-too-big")
+		}
+		pl := e.Payload()
+		if o.Is4() {
+			if pl[0] != 3 || pl[1] != 4 || binary.BigEndian.Uint16(pl[6:]) != 1280 {
+				t.Fatalf("v4 frag-needed header % x", pl[:8])
+			}
+		} else if pl[0] != 2 || pl[1] != 0 || binary.BigEndian.Uint32(pl[4:]) != 1280 {
+			t.Fatalf("v6 too-big header % x", pl[:8])
+		}
 	}
 }

@@ -40,6 +40,15 @@ func TestParseValid(t *testing.T) {
 			want{ver: 4, src: r4, dst: c4, proto: ProtoICMP, hasL4: true, icmpType: 0, echoID: 77, echo: true}},
 		{"icmp4 unreachable", mk(t, r4, c4, ProtoICMP, icmpMsg(3, 1, 0, 0, nil)),
 			want{ver: 4, src: r4, dst: c4, proto: ProtoICMP, hasL4: true, icmpType: 3, code: 1, icmpErr: true}},
+		{"tcp4 with options", func() []byte {
+			b := mk(t, c4, r4, ProtoTCP, tcpSeg(7, 8, nil))
+			// Insert 4 bytes of options (NOP NOP NOP EOL) and fix the header.
+			o := append(append(append([]byte{}, b[:20]...), 1, 1, 1, 0), b[20:]...)
+			o[0] = 0x46
+			binary.BigEndian.PutUint16(o[2:], uint16(len(o)))
+			mustParse(t, o).FixChecksums()
+			return o
+		}(), want{ver: 4, src: c4, dst: r4, proto: ProtoTCP, hasL4: true, sport: 7, dport: 8}},
 		{"gre4 other", mk(t, c4, r4, 47, []byte{1, 2, 3}),
 			want{ver: 4, src: c4, dst: r4, proto: 47}},
 		{"tcp6", mk(t, c6, r6, ProtoTCP, tcpSeg(1, 2, nil)),
