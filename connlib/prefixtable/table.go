@@ -49,8 +49,9 @@ type Table struct {
 
 // New builds a table from prefixes. Entry i of the table is prefixes[i]
 // (masked). Invalid prefixes (the zero Prefix) and IPv4-mapped IPv6
-// prefixes are kept as entries but never match; use Valid to check first if
-// that matters. Addresses with zones are matched without their zone.
+// prefixes are kept as entries, so indices stay aligned with the input,
+// but never match (unmap such prefixes before calling New if they should).
+// Lookups ignore an address's zone. New does not retain prefixes.
 func New(prefixes []netip.Prefix) *Table {
 	t := &Table{
 		prefixes: make([]netip.Prefix, len(prefixes)),

@@ -1,6 +1,7 @@
 package prefixtable
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -198,6 +199,43 @@ func BenchmarkFind(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tab.Find(addrs[i&1023])
+	}
+}
+
+func BenchmarkNew(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{100, 1000} {
+		ps := make([]netip.Prefix, n)
+		for i := range ps {
+			if i%4 == 3 {
+				ps[i] = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 1, 0xd, 0xb8, byte(r.Uint32()), byte(r.Uint32())}), 32+r.IntN(97)).Masked()
+			} else {
+				ps[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}), 8+r.IntN(25)).Masked()
+			}
+		}
+		b.Run(fmt.Sprintf("prefixes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				New(ps)
+			}
+		})
+	}
+}
+
+func BenchmarkFindV6(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 8))
+	ps := make([]netip.Prefix, 1000)
+	for i := range ps {
+		ps[i] = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 1, 0xd, 0xb8, byte(r.Uint32()), byte(r.Uint32())}), 32+r.IntN(97)).Masked()
+	}
+	tab := New(ps)
+	addrs := make([]netip.Addr, 1024)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom16([16]byte{0x20, 1, 0xd, 0xb8, byte(r.Uint32()), byte(r.Uint32()), 15: byte(r.Uint32())})
+	}
+	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		tab.Find(addrs[i&1023])
 	}
