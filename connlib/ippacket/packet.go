@@ -80,7 +80,9 @@ const (
 // Bytes after the IP total length are ignored (not part of the view). For
 // TCP, UDP, ICMP and ICMPv6 the transport header must be complete; other
 // protocols (and non-first fragments) are accepted without looking past
-// the IP headers.
+// the IP headers. Parse does not verify checksums (see ChecksumsValid):
+// the receiving stack does that end to end, and NAT rewrites preserve a
+// checksum's (in)validity.
 func Parse(b []byte) (Packet, error) { return parse(b, false) }
 
 // ParseQuoted parses the packet quoted inside an ICMP error: its IP length

@@ -8,7 +8,9 @@
 //  1. CIDR resources (an IP resource is a /32 or /128). Equal prefixes of
 //     different resources: the lowest resource ID wins, so the result does
 //     not depend on the order of portal messages.
-//  2. DNS-resource proxy IPs, as host routes to the resource that owns them.
+//  2. Host entries: DNS-resource proxy IPs (to the resource that owns
+//     them) and device-pool peers' tunnel addresses (to the device-pool
+//     resource; the session maps the address to the peer client).
 //  3. The reserved ranges (tunnel, proxy, DNS sentinel): they match but
 //     belong to no resource, so an unassigned proxy IP or a peer address
 //     is never sent to a CIDR resource covering it or to the internet
@@ -49,6 +51,7 @@ const (
 	KindDNS                  // a DNS-resource proxy IP
 	KindReserved             // a reserved range address no resource owns
 	KindInternet             // the internet resource
+	KindDevice               // a device-pool peer's tunnel address
 )
 
 func (k Kind) String() string {
@@ -61,6 +64,8 @@ func (k Kind) String() string {
 		return "reserved"
 	case KindInternet:
 		return "internet"
+	case KindDevice:
+		return "device"
 	}
 	return "none"
 }
@@ -76,7 +81,7 @@ type Table struct {
 // state is the mutable source of truth, kept by writers only.
 type state struct {
 	cidr     map[ResourceID]netip.Prefix
-	proxies  map[netip.Addr]ResourceID
+	hosts    map[netip.Addr]target // proxy IPs and device addresses
 	internet ResourceID
 	inetOn   bool
 }
@@ -95,7 +100,7 @@ type snapshot struct {
 
 // New returns an empty table: only the reserved ranges are routed.
 func New() *Table {
-	t := &Table{st: state{cidr: map[ResourceID]netip.Prefix{}, proxies: map[netip.Addr]ResourceID{}}}
+	t := &Table{st: state{cidr: map[ResourceID]netip.Prefix{}, hosts: map[netip.Addr]target{}}}
 	t.snap.Store(t.st.build())
 	return t
 }
@@ -105,7 +110,7 @@ func New() *Table {
 // ranges). It never allocates.
 func (t *Table) Lookup(dst netip.Addr) (id ResourceID, ok bool) {
 	id, k := t.LookupKind(dst)
-	return id, k == KindCIDR || k == KindDNS || k == KindInternet
+	return id, k != KindNone && k != KindReserved
 }
 
 // LookupKind is Lookup that also says what matched.
@@ -140,15 +145,24 @@ func (e *Editor) SetCIDR(id ResourceID, p netip.Prefix) {
 }
 
 // SetProxyIP assigns proxy address a to DNS resource id (replacing any
-// previous owner of a).
-func (e *Editor) SetProxyIP(a netip.Addr, id ResourceID) {
-	if a.IsValid() {
-		e.st.proxies[a.Unmap()] = id
-	}
-}
+// previous entry for a).
+func (e *Editor) SetProxyIP(a netip.Addr, id ResourceID) { e.setHost(a, id, KindDNS) }
 
 // RemoveProxyIP removes proxy address a.
-func (e *Editor) RemoveProxyIP(a netip.Addr) { delete(e.st.proxies, a.Unmap()) }
+func (e *Editor) RemoveProxyIP(a netip.Addr) { delete(e.st.hosts, a.Unmap()) }
+
+// SetDeviceIP routes peer tunnel address a (inside the tunnel ranges) to
+// device-pool resource id (replacing any previous entry for a).
+func (e *Editor) SetDeviceIP(a netip.Addr, id ResourceID) { e.setHost(a, id, KindDevice) }
+
+// RemoveDeviceIP removes device address a.
+func (e *Editor) RemoveDeviceIP(a netip.Addr) { delete(e.st.hosts, a.Unmap()) }
+
+func (e *Editor) setHost(a netip.Addr, id ResourceID, k Kind) {
+	if a.IsValid() {
+		e.st.hosts[a.Unmap()] = target{id, k}
+	}
+}
 
 // SetInternet sets the internet resource's id and whether it is enabled
 // (the user may switch it off).
@@ -157,12 +171,12 @@ func (e *Editor) SetInternet(id ResourceID, enabled bool) {
 }
 
 // RemoveResource removes everything belonging to id: its CIDR entry, its
-// proxy IPs, and the internet resource if that is id.
+// proxy IPs or device addresses, and the internet resource if that is id.
 func (e *Editor) RemoveResource(id ResourceID) {
 	delete(e.st.cidr, id)
-	for a, owner := range e.st.proxies {
-		if owner == id {
-			delete(e.st.proxies, a)
+	for a, tg := range e.st.hosts {
+		if tg.id == id {
+			delete(e.st.hosts, a)
 		}
 	}
 	if e.st.internet == id {
@@ -173,7 +187,7 @@ func (e *Editor) RemoveResource(id ResourceID) {
 // Clear removes every resource (a full resync starts with it).
 func (e *Editor) Clear() {
 	clear(e.st.cidr)
-	clear(e.st.proxies)
+	clear(e.st.hosts)
 	e.st.internet, e.st.inetOn = ResourceID{}, false
 }
 
@@ -206,8 +220,8 @@ func (st *state) build() *snapshot {
 		}
 		return bytes.Compare(a.t.id[:], b.t.id[:])
 	})
-	for a, id := range st.proxies {
-		ents = append(ents, ent{netip.PrefixFrom(a, a.BitLen()), target{id, KindDNS}})
+	for a, tg := range st.hosts {
+		ents = append(ents, ent{netip.PrefixFrom(a, a.BitLen()), tg})
 	}
 	for _, p := range ReservedRanges() {
 		ents = append(ents, ent{p, target{kind: KindReserved}})
@@ -219,9 +233,10 @@ func (st *state) build() *snapshot {
 	ps := make([]netip.Prefix, len(ents))
 	for i, e := range ents {
 		ps[i], s.targets[i] = e.p, e.t
-		// Proxy IPs are normally covered by the reserved ranges; one
+		// Host entries are normally covered by the reserved ranges; one
 		// outside them still needs its own route.
-		if e.t.kind != KindDNS || !IsProxyAddr(e.p.Addr()) {
+		host := e.t.kind == KindDNS || e.t.kind == KindDevice
+		if !host || !(IsProxyAddr(e.p.Addr()) || IsTunnelAddr(e.p.Addr())) {
 			s.routes = append(s.routes, e.p)
 		}
 	}

@@ -27,6 +27,8 @@ func TestLookup(t *testing.T) {
 		e.SetCIDR(rid(6), pfx("172.16.0.0/12")) // same prefix: lowest ID wins
 		e.SetProxyIP(addr("100.96.0.1"), rid(8))
 		e.SetProxyIP(addr("fd00:2021:1111:8000::1"), rid(8))
+		e.SetDeviceIP(addr("100.64.1.38"), rid(10))
+		e.SetDeviceIP(addr("fd00:2021:1111::125"), rid(10))
 	})
 	cases := []struct {
 		dst  string
@@ -41,7 +43,9 @@ func TestLookup(t *testing.T) {
 		{"172.20.0.1", rid(6), KindCIDR},
 		{"100.127.255.255", ResourceID{}, KindReserved}, // proxy range beats the /8
 		{"100.65.0.1", ResourceID{}, KindReserved},      // tunnel range (peers)
-		{"100.100.111.1", ResourceID{}, KindReserved},   // DNS sentinel
+		{"100.64.1.38", rid(10), KindDevice},
+		{"fd00:2021:1111::125", rid(10), KindDevice},
+		{"100.100.111.1", ResourceID{}, KindReserved}, // DNS sentinel
 		{"100.96.0.1", rid(8), KindDNS},
 		{"100.96.0.2", ResourceID{}, KindReserved}, // unassigned proxy IP
 		{"fd00:2021:1111:8000::1", rid(8), KindDNS},
@@ -63,7 +67,7 @@ func TestLookup(t *testing.T) {
 				t.Errorf("LookupKind(%s) = %x %v, want %x %v", c.dst, id, kind, c.id, c.kind)
 			}
 			_, ok := tab.Lookup(addr(c.dst))
-			if ok != (c.kind == KindCIDR || c.kind == KindDNS || c.kind == KindInternet) {
+			if ok != (c.kind == KindCIDR || c.kind == KindDNS || c.kind == KindInternet || c.kind == KindDevice) {
 				t.Errorf("Lookup(%s) ok = %v", c.dst, ok)
 			}
 		}
