@@ -63,7 +63,9 @@ type pendingOrder struct {
 // spoofing harder; the response is accepted only from the server the query
 // went to, with the same question, and gets the application's ID back.
 // T is the caller's handle for where the reply goes (e.g. the application's
-// address and the sentinel it used, or a TCP connection).
+// address and the sentinel it used, or a TCP connection). server names the
+// path the query took: the resolver's or gateway's address, or for DoH any
+// stable stand-in such as the sentinel address.
 //
 // Entries expire after Timeout on the injected clock; Expire hands each one
 // back with a SERVFAIL reply for the application.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	mdns "github.com/miekg/dns"
@@ -125,9 +126,13 @@ type nameEntry struct {
 // even when resources come and go, different names never share an IP, and
 // IPs are never reused.
 //
-// A Resolver is not safe for concurrent use: the session's event loop owns
-// it and calls every method from one goroutine (Stats excepted).
+// A Resolver is safe for concurrent use: one mutex serialises its methods,
+// so the packet path (LookupProxyIP, HandleQuery) and the portal handlers
+// (SetResources, …) may run on different goroutines. Uncontended, the lock
+// costs a few nanoseconds per call.
 type Resolver struct {
+	mu sync.Mutex // guards everything below except stats
+
 	log       *zap.Logger
 	resources resourceSet
 	names     map[string]*nameEntry
@@ -166,6 +171,8 @@ func NewResolver(cfg Config) (*Resolver, error) {
 
 // SetSearchDomain replaces the search domain ("" clears it).
 func (r *Resolver) SetSearchDomain(d string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	d = strings.ToLower(strings.TrimSuffix(d, "."))
 	if d != "" {
 		if _, ok := mdns.IsDomainName(d); !ok || len(d) > maxNameLen-2 || strings.Contains(d, "..") {
@@ -177,11 +184,17 @@ func (r *Resolver) SetSearchDomain(d string) error {
 }
 
 // SearchDomain returns the current search domain.
-func (r *Resolver) SearchDomain() string { return r.search }
+func (r *Resolver) SearchDomain() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.search
+}
 
 // SetResources replaces all DNS resources. Invalid ones are skipped and
 // reported in the (joined) error; the valid ones take effect.
 func (r *Resolver) SetResources(rs []Resource) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.resources = resourceSet{}
 	var errs []error
 	for _, res := range rs {
@@ -197,6 +210,8 @@ func (r *Resolver) SetResources(rs []Resource) error {
 
 // UpsertResource adds a DNS resource or replaces the one with the same ID.
 func (r *Resolver) UpsertResource(res Resource) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	prev, existed, err := r.resources.upsert(res)
 	if err != nil {
 		return err
@@ -213,6 +228,8 @@ func (r *Resolver) UpsertResource(res Resource) error {
 // RemoveResource removes a DNS resource. Names it covered keep their proxy
 // IPs; they move to the next matching resource, if any.
 func (r *Resolver) RemoveResource(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if _, ok := r.resources.remove(id); !ok {
 		return
 	}
@@ -248,6 +265,8 @@ func (r *Resolver) bind(e *nameEntry, res *resourceEntry) {
 // IPs, moved to another resource, or its resource's IP stack changed. The
 // session sends each to the resource's gateway (assigned_ips) once connected.
 func (r *Resolver) PollAssignment() (Assignment, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if len(r.events) == 0 {
 		return Assignment{}, false
 	}
@@ -263,6 +282,8 @@ func (r *Resolver) PollAssignment() (Assignment, bool) {
 // Assignments returns the current assignments of every name the resource
 // covers, e.g. to send them all when a gateway connection (re)appears.
 func (r *Resolver) Assignments(resourceID string) []Assignment {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var out []Assignment
 	for _, e := range r.names {
 		if e.bound && e.resID == resourceID {
@@ -276,6 +297,8 @@ func (r *Resolver) Assignments(resourceID string) []Assignment {
 // when the IP was never assigned, no resource covers the name any more, or
 // the resource's IP stack excludes the IP's family. It does not allocate.
 func (r *Resolver) LookupProxyIP(ip netip.Addr) (ProxyTarget, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	ip = ip.Unmap()
 	e, found := r.byIP[ip]
 	if !found || !e.bound {
@@ -289,6 +312,8 @@ func (r *Resolver) LookupProxyIP(ip netip.Addr) (ProxyTarget, bool) {
 
 // ProxyIPsOf returns the proxy IPs assigned to name, if any.
 func (r *Resolver) ProxyIPsOf(name string) (ProxyIPs, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	e, ok := r.names[strings.ToLower(strings.TrimSuffix(name, "."))]
 	if !ok {
 		return ProxyIPs{}, false
@@ -355,6 +380,8 @@ func (r *Resolver) entryFor(name []byte) (*nameEntry, error) {
 //
 // Answering a name that already has proxy IPs allocates nothing.
 func (r *Resolver) HandleQuery(t Transport, msg, out []byte) (Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.stats.queries.Add(1)
 	res, err := r.handle(t, msg, out)
 	switch res.Action {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -523,5 +524,59 @@ func TestAnswerFitsUDPLimit(t *testing.T) {
 	_, pm := ask(t, r, rev, mdns.TypePTR)
 	if len(pm.Answer) != 1 || pm.Answer[0].(*mdns.PTR).Ptr != long+"." {
 		t.Errorf("PTR for long name: %v", pm)
+	}
+}
+
+// TestConcurrentUse runs the packet path and resource churn on different
+// goroutines (meaningful under -race) and checks the mapping stayed stable.
+func TestConcurrentUse(t *testing.T) {
+	r := newTestResolver(t, Resource{ID: "wide", Address: "**.example.com"})
+	names := make([]string, 50)
+	queries := make([][]byte, len(names))
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.example.com", i)
+		queries[i] = mkQuery(t, names[i], mdns.TypeA, uint16(i))
+	}
+	// Assign everything first so the IPs to compare are known.
+	out := make([]byte, MaxResponseSize)
+	before := make([]ProxyIPs, len(names))
+	for i, q := range queries {
+		if _, err := r.HandleQuery(TransportUDP, q, out); err != nil {
+			t.Fatal(err)
+		}
+		before[i], _ = r.ProxyIPsOf(names[i])
+	}
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := make([]byte, MaxResponseSize)
+			for i := range 300 {
+				k := (i + g) % len(names)
+				_, _ = r.HandleQuery(TransportUDP, queries[k], out)
+				r.LookupProxyIP(before[k].V4[i%4])
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 100 {
+			_ = r.UpsertResource(Resource{ID: "narrow", Address: fmt.Sprintf("n%d.example.com", i%len(names)), IPStack: IPStack(i % 3)})
+			r.PollAssignment()
+			if i%10 == 0 {
+				r.RemoveResource("narrow")
+			}
+		}
+	}()
+	wg.Wait()
+	for i := range names {
+		if p, ok := r.ProxyIPsOf(names[i]); !ok || p != before[i] {
+			t.Fatalf("%s moved", names[i])
+		}
+	}
+	if st := r.Stats(); st.Queries != uint64(len(names)+900) {
+		t.Errorf("queries %d", st.Queries)
 	}
 }
