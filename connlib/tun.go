@@ -5,12 +5,20 @@ package connlib
 
 import (
 	"context"
-	"errors"
+	"os"
 )
 
-// ErrTunClosed is returned by every Tun method called after Close, and by
-// calls that were blocked when Close happened.
-var ErrTunClosed = errors.New("tun: device closed")
+// ErrTunClosed is what connlib's own Tuns return from every method called
+// after Close, and from calls that were blocked when Close happened. Any Tun
+// may return its own error instead, as long as errors.Is(err, os.ErrClosed)
+// holds for it (ErrTunClosed and the tun package's ErrClosed both match
+// os.ErrClosed); callers test with errors.Is(err, os.ErrClosed).
+var ErrTunClosed error = tunClosedError{}
+
+type tunClosedError struct{}
+
+func (tunClosedError) Error() string        { return "tun: device closed" }
+func (tunClosedError) Is(target error) bool { return target == os.ErrClosed }
 
 // MaxBatch is the largest batch a Tun hands out or accepts in one call. It
 // equals wireguard-go's conn.IdealBatchSize.
@@ -32,8 +40,8 @@ type Tun interface {
 	// counted, never truncated. It returns the number of packets read
 	// (n >= 1 when err == nil).
 	//
-	// After Close it returns ErrTunClosed; a call blocked in it when Close
-	// happens returns ErrTunClosed promptly. When ctx is done it returns
+	// After Close it returns an error matching os.ErrClosed (see
+	// ErrTunClosed); a call blocked in it when Close happens returns promptly. When ctx is done it returns
 	// ctx.Err(). Concurrent callers each get distinct packets; callers that
 	// need per-flow order must use a single reader.
 	PollRecvMany(ctx context.Context, bufs [][]byte, sizes []int, offset int) (n int, err error)
