@@ -134,9 +134,10 @@ func parse(b []byte, quoted bool) (Packet, error) {
 			return Packet{}, ErrTooShort
 		}
 		total := ipv6HdrLen + int(binary.BigEndian.Uint16(b[4:6]))
-		if total == ipv6HdrLen && !quoted && len(b) > ipv6HdrLen {
-			// Payload length 0 with a payload means a jumbogram, which
-			// no tunnel with a 1280-byte MTU can carry.
+		if total == ipv6HdrLen && b[6] == protoHopByHop && !quoted && len(b) > ipv6HdrLen {
+			// Payload length 0 followed by a hop-by-hop header is a
+			// jumbogram (RFC 2675), which no tunnel with a 1280-byte MTU
+			// carries.
 			return Packet{}, ErrTotalLength
 		}
 		if total > len(b) {
