@@ -378,7 +378,9 @@ func (r *Resolver) entryFor(name []byte) (*nameEntry, error) {
 //   - PTR for a proxy IP → the name it was assigned to;
 //   - everything else → upstream.
 //
-// Answering a name that already has proxy IPs allocates nothing.
+// out may be the very buffer msg sits at the start of (out[:len(msg)] ==
+// msg), so a reply can be written in place in the packet buffer the query
+// arrived in. Answering a name that already has proxy IPs allocates nothing.
 func (r *Resolver) HandleQuery(t Transport, msg, out []byte) (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

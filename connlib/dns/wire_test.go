@@ -209,3 +209,35 @@ func TestSplitTCPFramePipelined(t *testing.T) {
 		t.Errorf("actions %v, left %d", actions, len(stream))
 	}
 }
+
+// TestInPlaceReply: the reply may overwrite the query in its own buffer.
+func TestInPlaceReply(t *testing.T) {
+	r := newTestResolver(t, Resource{ID: "r", Address: "*.example.com"})
+	for _, tr := range []Transport{TransportUDP, TransportTCP} {
+		for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+			m := new(mdns.Msg)
+			m.SetQuestion("App.example.com.", qt)
+			m.Id = 0x1234
+			m.SetEdns0(1232, true)
+			q, _ := m.Pack()
+			if tr == TransportTCP {
+				q, _ = AppendTCPFrame(nil, q)
+			}
+			buf := make([]byte, MaxResponseSize)
+			n := copy(buf, q)
+			res, err := r.HandleQuery(tr, buf[:n], buf)
+			if err != nil || res.Action != ActionRespond {
+				t.Fatal(res.Action, err)
+			}
+			msg := res.Response
+			if tr == TransportTCP {
+				msg, _, _ = ReadTCPFrame(msg)
+			}
+			resp := unpack(t, msg)
+			checkEcho(t, resp, "App.example.com", qt)
+			if len(resp.Answer) != 4 || resp.IsEdns0() == nil {
+				t.Errorf("%v %d: %v", tr, qt, resp)
+			}
+		}
+	}
+}
