@@ -144,7 +144,7 @@ func (s *session) writeLoop() {
 			m.event = ""
 			s.free = append(s.free, m)
 			s.mu.Unlock()
-			err := s.write(buf)
+			err := s.writeNoTimeout(buf)
 			s.wmu.Unlock()
 			if err != nil {
 				return

@@ -207,6 +207,19 @@ const writeTimeout = 10 * time.Second
 func (s *session) write(frame []byte) error {
 	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
 	defer cancel()
+	return s.writeCtx(ctx, frame)
+}
+
+// writeNoTimeout is the push path's write. It passes a context without a
+// Done channel because coder/websocket arms a context.AfterFunc (several
+// allocations) per call otherwise. It still cannot hang: heartbeats are
+// written with writeTimeout, queue behind a stuck write, and end the
+// session when it expires, and ending the session closes the socket.
+func (s *session) writeNoTimeout(frame []byte) error {
+	return s.writeCtx(context.Background(), frame)
+}
+
+func (s *session) writeCtx(ctx context.Context, frame []byte) error {
 	if err := s.conn.Write(ctx, websocket.MessageText, frame); err != nil {
 		err = fmt.Errorf("phoenix: write: %w", err)
 		s.end(err)
@@ -246,7 +259,9 @@ func (s *session) readLoop() {
 	c := s.c
 	var buf bytes.Buffer
 	for {
-		typ, r, err := s.conn.Reader(s.ctx)
+		// Background, not s.ctx: see writeNoTimeout. Ending the session
+		// closes the socket, which ends this read.
+		typ, r, err := s.conn.Reader(context.Background())
 		if err != nil {
 			s.end(readErr(err))
 			return
