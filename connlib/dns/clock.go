@@ -13,6 +13,8 @@ type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
+var _ Clock = systemClock{}
+
 // SystemClock is the wall clock (time.Now, with its monotonic reading).
 var SystemClock Clock = systemClock{}
 

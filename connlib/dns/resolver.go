@@ -264,6 +264,8 @@ func (r *Resolver) bind(e *nameEntry, res *resourceEntry) {
 // PollAssignment returns the next new or changed Assignment: a name got proxy
 // IPs, moved to another resource, or its resource's IP stack changed. The
 // session sends each to the resource's gateway (assigned_ips) once connected.
+// Assignments queue up until polled, so poll after every HandleQuery that
+// answered locally and after every resource change.
 func (r *Resolver) PollAssignment() (Assignment, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -14,6 +14,8 @@ type Clock interface {
 
 type systemClock struct{}
 
+var _ Clock = systemClock{}
+
 func (systemClock) Now() time.Time { return time.Now() }
 
 // RetryConfig configures a Retrier. The zero value is usable.
