@@ -12,8 +12,9 @@ import (
 // of the portal, each attempt bounded by the TCP connect timeout). The host
 // is resolved again on every dial, so a reconnect follows DNS changes.
 type raceDialer struct {
-	timeout  time.Duration
-	resolver *net.Resolver
+	timeout time.Duration
+	// lookup resolves a host name; nil means net.DefaultResolver.
+	lookup func(ctx context.Context, host string) ([]net.IPAddr, error)
 }
 
 func (d *raceDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -25,11 +26,11 @@ func (d *raceDialer) DialContext(ctx context.Context, network, addr string) (net
 	if net.ParseIP(host) != nil {
 		return nd.DialContext(ctx, network, addr)
 	}
-	r := d.resolver
-	if r == nil {
-		r = net.DefaultResolver
+	lookup := d.lookup
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupIPAddr
 	}
-	ips, err := r.LookupIPAddr(ctx, host)
+	ips, err := lookup(ctx, host)
 	if err != nil {
 		return nil, err
 	}

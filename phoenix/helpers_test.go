@@ -25,7 +25,7 @@ func testLogger(t *testing.T) *zap.Logger {
 
 // startServer serves srv on a loopback httptest server and returns the
 // portal base URL (http://127.0.0.1:port/gateway/v2).
-func startServer(t *testing.T, srv *Server) string {
+func startServer(t testing.TB, srv *Server) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle("/gateway/v2/websocket", srv)
