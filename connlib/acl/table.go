@@ -22,6 +22,22 @@
 // IsForbiddenInternet destinations, at the lowest priority (a covering CIDR
 // resource's filters are unioned with it, as for any overlap).
 //
+// # Typical use on the gateway
+//
+//	// client → resource (decapsulated from WireGuard peer id):
+//	p, err := ippacket.Parse(b)           // err: drop, count
+//	v := table.Check(id, p, now)          // or a cached *Client's Check
+//	if !v.Allowed() {
+//		if kind, ok := v.ICMP(); ok { /* ippacket.BuildUnreachable(buf, p, kind, netip.Addr{}) back to the client */ }
+//		return
+//	}
+//	// DNS-resource NAT (proxy IP → real IP), then:
+//	tracker.Track(p, now)                 // the tuple as written to the TUN; also for AllowGateway
+//
+//	// resource → client (read from the TUN), before the reverse NAT, so
+//	// the tuple is the one Track saw:
+//	if !tracker.AllowReply(p, now) { drop }
+//
 // # Structure
 //
 // Each client has an immutable snapshot: a prefixtable over the prefixes
