@@ -128,20 +128,31 @@ func (tp *testPeer) clearEvents() {
 }
 
 // connectPair upserts the connection on both sides: a controlling, b
-// controlled, candidates forwarded to each other.
+// controlled. Candidates are forwarded to the other side only once both
+// connections exist (like the portal, which signals after authorizing);
+// the ones emitted earlier are replayed.
 func connectPair(t testing.TB, a, b *testPeer) {
 	t.Helper()
-	a.mu.Lock()
-	a.peer = b
-	a.mu.Unlock()
-	b.mu.Lock()
-	b.peer = a
-	b.mu.Unlock()
 	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
 		t.Fatalf("upsert on %s: %v", b.name, err)
 	}
 	if err := a.node.UpsertConnection(paramsFor(a, b, RoleControlling)); err != nil {
 		t.Fatalf("upsert on %s: %v", a.name, err)
+	}
+	for _, p := range [][2]*testPeer{{a, b}, {b, a}} {
+		from, to := p[0], p[1]
+		from.mu.Lock()
+		from.peer = to
+		var replay []string
+		for _, ev := range from.events {
+			if ev.Kind == EventNewCandidate && ev.Peer == to.name {
+				replay = append(replay, ev.Candidate)
+			}
+		}
+		from.mu.Unlock()
+		for _, c := range replay {
+			_ = to.node.AddRemoteCandidate(from.name, c)
+		}
 	}
 }
 

@@ -296,7 +296,6 @@ func (n *Node) UpsertConnection(p ConnParams) error {
 			return err
 		}
 		n.removeLocked(old)
-		defer old.shutdown()
 	}
 	for _, c := range n.conns {
 		if c.params.PublicKey == p.PublicKey {
@@ -442,8 +441,9 @@ func (n *Node) CloseConnection(peer string) error {
 	return nil
 }
 
-// removeLocked detaches c from the node, the Bind and WireGuard; the caller
-// calls c.shutdown() after unlocking.
+// removeLocked detaches c from the node, the Bind and WireGuard and closes
+// its agent (closing pion's agent does not wait for its callbacks, which
+// may be blocked on the node's lock). Calling c.shutdown() again is a no-op.
 func (n *Node) removeLocked(c *connection) {
 	if c.closed {
 		return
@@ -454,6 +454,10 @@ func (n *Node) removeLocked(c *connection) {
 	}
 	n.bind.RemovePeer(c.id)
 	n.dev.RemovePeer(device.NoisePublicKey(c.params.PublicKey))
+	// The agent is closed now, not later: pion's agent removes its ufrag
+	// from the shared mux when it closes, which would also cut off a new
+	// agent for the same peer that reuses the credentials.
+	c.shutdown()
 }
 
 func (n *Node) failConnection(c *connection, reason string) {
