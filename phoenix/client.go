@@ -221,7 +221,7 @@ func (c *Client) Run(ctx context.Context) (err error) {
 	bo := backoff{maxElapsed: c.cfg.MaxPartitionTime, jitter: c.cfg.Jitter, start: c.clock.Now()}
 	for {
 		c.setState(ctx, &StateChange{State: StateConnecting})
-		joined, err := c.connectOnce(ctx, &bo)
+		joined, err := c.connectOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -52,7 +52,10 @@ func (c *Client) Push(event string, payload json.RawMessage, onReply ReplyFunc) 
 }
 
 // Request pushes and waits for the reply, ctx bounding the wait. An error
-// reply is returned as a *ReplyError.
+// reply is returned as a *ReplyError, a lost connection as
+// ErrDisconnected. Use it only for events the server answers: the
+// portal's {:noreply} events never reply, and an abandoned request keeps
+// a small pending entry until the connection ends.
 func (c *Client) Request(ctx context.Context, event string, payload json.RawMessage) (json.RawMessage, error) {
 	type result struct {
 		resp json.RawMessage

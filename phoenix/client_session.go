@@ -76,7 +76,7 @@ func newSession(c *Client, parent context.Context, conn *websocket.Conn) *sessio
 // connectOnce dials, joins and serves one connection. joined reports
 // whether the join succeeded (which resets the backoff); err is why the
 // connection ended.
-func (c *Client) connectOnce(ctx context.Context, bo *backoff) (joined bool, err error) {
+func (c *Client) connectOnce(ctx context.Context) (joined bool, err error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return false, err
