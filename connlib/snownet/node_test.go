@@ -1,6 +1,9 @@
 package snownet
 
 import (
+	"errors"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +137,77 @@ func TestReset(t *testing.T) {
 	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
 	pingOnce(t, a, b, 10*time.Second)
 	pingOnce(t, b, a, 10*time.Second)
+}
+
+// The IPv6 socket of the shared Bind carries ICE and WireGuard too.
+func TestDirectLoopbackIPv6(t *testing.T) {
+	if l, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		l.Close()
+	}
+	v6 := func(c *Config) { c.HostIP = netip.MustParseAddr("::1") }
+	a := newTestPeer(t, "alice", "10.0.0.1", v6)
+	b := newTestPeer(t, "bob", "10.0.0.2", v6)
+	connectPair(t, a, b)
+	if ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout); ev.Path != PathDirect {
+		t.Fatalf("path %v", ev.Path)
+	}
+	pingOnce(t, a, b, 10*time.Second)
+	pingOnce(t, b, a, 10*time.Second)
+	if st := connStats(t, a, "bob"); !st.Pair.RemoteAddr.Addr().Is6() {
+		t.Fatalf("remote %v, want IPv6", st.Pair.RemoteAddr)
+	}
+}
+
+func TestUpdateRelaysAndParams(t *testing.T) {
+	a := newTestPeer(t, "alice", "10.0.0.1", nil)
+	r := testRelay(netip.MustParseAddrPort("127.0.0.1:3478"))
+	bad := r
+	bad.Password = ""
+	if err := a.node.UpdateRelays([]Relay{bad}, nil); !errors.Is(err, ErrBadRelay) {
+		t.Fatalf("relay without password: %v", err)
+	}
+	if err := a.node.UpdateRelays([]Relay{r}, nil); err != nil || !a.node.HasRelays() {
+		t.Fatalf("add: %v", err)
+	}
+	r2 := r
+	r2.Password = "rotated"
+	if err := a.node.UpdateRelays([]Relay{r2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.node.mu.Lock()
+	got := a.node.relayListLocked()
+	a.node.mu.Unlock()
+	if len(got) != 1 || got[0].Password != "rotated" {
+		t.Fatalf("credentials not replaced: %d relays", len(got))
+	}
+	if err := a.node.UpdateRelays(nil, []string{r.ID}); err != nil || a.node.HasRelays() {
+		t.Fatalf("remove: %v", err)
+	}
+	a.mustEvent(EventNoRelays, "", 5*time.Second)
+
+	k, _ := GeneratePrivateKey()
+	good := ConnParams{Peer: "p", PublicKey: k.PublicKey(), Local: a.creds, Remote: a.creds}
+	for name, p := range map[string]ConnParams{
+		"empty peer":     {PublicKey: good.PublicKey, Local: a.creds, Remote: a.creds},
+		"newline in id":  {Peer: "a\nprivate_key=00", PublicKey: good.PublicKey, Local: a.creds, Remote: a.creds},
+		"no key":         {Peer: "p", Local: a.creds, Remote: a.creds},
+		"short ufrag":    {Peer: "p", PublicKey: good.PublicKey, Local: Credentials{"ab", a.creds.Pwd}, Remote: a.creds},
+		"short password": {Peer: "p", PublicKey: good.PublicKey, Local: a.creds, Remote: Credentials{"abcd", "short"}},
+	} {
+		if err := a.node.UpsertConnection(p); !errors.Is(err, ErrBadParams) {
+			t.Errorf("%s: %v, want ErrBadParams", name, err)
+		}
+	}
+	if err := a.node.AddRemoteCandidate("nobody", "candidate:1 1 udp 1 127.0.0.1 9 typ host"); !errors.Is(err, ErrUnknownConnection) {
+		t.Errorf("unknown connection: %v", err)
+	}
+	if err := a.node.CloseConnection("nobody"); !errors.Is(err, ErrUnknownConnection) {
+		t.Errorf("close unknown: %v", err)
+	}
+	a.node.Close()
+	if err := a.node.UpsertConnection(good); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
 }
