@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/gozone/gozone/phoenix"
 )
 
 // WebSocket paths of the device channels (v2 event names).
@@ -36,62 +38,68 @@ type LoginParams struct {
 	FirebaseInstallationID string
 }
 
-// GatewayURL builds the gateway's connect URL from the API URL.
+// Channel base URLs (without "/websocket"), as phoenix.ClientConfig.URL
+// takes them.
+const (
+	GatewayChannelPath = "/gateway/v2"
+	ClientChannelPath  = "/client/v2"
+)
+
+// GatewayChannelURL is apiURL + "/gateway/v2", for phoenix.ClientConfig.URL.
+func GatewayChannelURL(apiURL string) string {
+	return strings.TrimSuffix(apiURL, "/") + GatewayChannelPath
+}
+
+// ClientChannelURL is apiURL + "/client/v2", for phoenix.ClientConfig.URL.
+func ClientChannelURL(apiURL string) string {
+	return strings.TrimSuffix(apiURL, "/") + ClientChannelPath
+}
+
+// Params lists the query parameters in connlib's order (reference §4.1):
+// external_id, name, the client hardware ids, public_key last; empty
+// values are left out. Use it as phoenix.ClientConfig.Params (called at
+// every reconnect, so a new public key is picked up).
+func (p LoginParams) Params() []phoenix.Param {
+	out := make([]phoenix.Param, 0, 7)
+	for _, kv := range [...]phoenix.Param{
+		{Key: "external_id", Value: p.ExternalID},
+		{Key: "name", Value: p.Name},
+		{Key: "device_serial", Value: p.DeviceSerial},
+		{Key: "device_uuid", Value: p.DeviceUUID},
+		{Key: "identifier_for_vendor", Value: p.IdentifierForVendor},
+		{Key: "firebase_installation_id", Value: p.FirebaseInstallationID},
+		{Key: "public_key", Value: p.PublicKey},
+	} {
+		if kv.Value != "" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// GatewayURL builds the gateway's full connect URL (http→ws, https→wss).
+// The hardware ids are never sent by gateways.
 func GatewayURL(apiURL string, p LoginParams) (*url.URL, error) {
 	p.DeviceSerial, p.DeviceUUID, p.IdentifierForVendor, p.FirebaseInstallationID = "", "", "", ""
-	return loginURL(apiURL, GatewayPath, p)
+	return loginURL(apiURL, GatewayChannelURL(apiURL), p)
 }
 
-// ClientURL builds the client's connect URL from the API URL.
+// ClientURL builds the client's full connect URL.
 func ClientURL(apiURL string, p LoginParams) (*url.URL, error) {
-	return loginURL(apiURL, ClientPath, p)
+	return loginURL(apiURL, ClientChannelURL(apiURL), p)
 }
 
-// loginURL maps http→ws and https→wss, appends the channel path and writes
-// the query parameters in connlib's order (reference §4.1): external_id,
-// name, the client hardware ids, public_key.
-func loginURL(apiURL, path string, p LoginParams) (*url.URL, error) {
-	u, err := url.Parse(apiURL)
-	if err != nil {
-		return nil, fmt.Errorf("portal: api url: %w", err)
-	}
-	switch u.Scheme {
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
-	case "ws", "wss":
-	default:
-		return nil, fmt.Errorf("portal: api url %q: scheme must be ws, wss, http or https", apiURL)
-	}
-	if u.Host == "" {
+func loginURL(apiURL, base string, p LoginParams) (*url.URL, error) {
+	if u, err := url.Parse(apiURL); err != nil || u.Host == "" {
 		return nil, fmt.Errorf("portal: api url %q has no host", apiURL)
 	}
 	if err := CheckPublicKey(p.PublicKey); err != nil {
 		return nil, err
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	var q strings.Builder
-	add := func(k, v string) {
-		if v == "" {
-			return
-		}
-		if q.Len() > 0 {
-			q.WriteByte('&')
-		}
-		q.WriteString(k)
-		q.WriteByte('=')
-		q.WriteString(url.QueryEscape(v))
+	u, err := phoenix.BuildURL(base, p.Params())
+	if err != nil {
+		return nil, fmt.Errorf("portal: api url: %w", err)
 	}
-	add("external_id", p.ExternalID)
-	add("name", p.Name)
-	add("device_serial", p.DeviceSerial)
-	add("device_uuid", p.DeviceUUID)
-	add("identifier_for_vendor", p.IdentifierForVendor)
-	add("firebase_installation_id", p.FirebaseInstallationID)
-	add("public_key", p.PublicKey)
-	u.RawQuery = q.String()
-	u.Fragment = ""
 	return u, nil
 }
 

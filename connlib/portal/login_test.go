@@ -76,3 +76,17 @@ func TestUserAgent(t *testing.T) {
 		t.Fatal("no arch from uname")
 	}
 }
+
+func TestParamsOrderAndChannelURLs(t *testing.T) {
+	ps := LoginParams{ExternalID: "e", Name: "n", PublicKey: testPub, DeviceUUID: "u"}.Params()
+	var keys []string
+	for _, p := range ps {
+		keys = append(keys, p.Key)
+	}
+	if strings.Join(keys, ",") != "external_id,name,device_uuid,public_key" {
+		t.Fatal(keys)
+	}
+	if GatewayChannelURL("wss://x/") != "wss://x/gateway/v2" || ClientChannelURL("http://x") != "http://x/client/v2" {
+		t.Fatal("channel urls")
+	}
+}

@@ -1,11 +1,14 @@
 package portal
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"sync"
 
 	"go.uber.org/zap"
+
+	"github.com/gozone/gozone/phoenix"
 )
 
 // ErrNotConnected is returned by Session.Send while the portal connection
@@ -15,6 +18,26 @@ var ErrNotConnected = errors.New("portal: not connected")
 // SendFunc pushes one event on the joined channel (e.g. a method value of
 // the phoenix client). It must not block for long.
 type SendFunc func(event string, payload any) error
+
+// SendVia adapts a phoenix.Client to a SendFunc: the payload is marshalled
+// with encoding/json and pushed without a reply callback (error replies
+// surface as phoenix.PushFailed events). phoenix.ErrNotConnected is mapped
+// to ErrNotConnected.
+func SendVia(c *phoenix.Client) SendFunc {
+	return func(event string, payload any) error {
+		b, err := json.Marshal(payload)
+		if err != nil {
+			return err
+		}
+		if err := c.Push(event, b, nil); err != nil {
+			if errors.Is(err, phoenix.ErrNotConnected) {
+				return ErrNotConnected
+			}
+			return err
+		}
+		return nil
+	}
+}
 
 // MaxHeldCandidateMessages bounds what Session keeps while disconnected; the
 // oldest message is dropped beyond it, as a stale candidate is worth less
