@@ -132,7 +132,8 @@ func (e *HTTPError) Unwrap() error {
 	return nil
 }
 
-// Common refusals, as the Firezone portal sends them.
+// Unauthorized is the portal's 401 refusal; code is "invalid_token" or
+// "missing_token". Clients treat it as fatal.
 func Unauthorized(code, detail string) *HTTPError {
 	return &HTTPError{Status: http.StatusUnauthorized, Code: code, Detail: detail}
 }
