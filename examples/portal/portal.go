@@ -55,6 +55,7 @@ type Options struct {
 type Portal struct {
 	opts  Options
 	log   *zap.Logger
+	logs  *logGate
 	clock Clock
 
 	gatewaySrv *phoenix.Server
@@ -117,8 +118,9 @@ func New(opts Options) (*Portal, error) {
 	} else if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	logs := &logGate{}
 	p := &Portal{
-		opts: opts, log: opts.Logger, clock: opts.Clock,
+		opts: opts, log: gated(opts.Logger, logs), logs: logs, clock: opts.Clock,
 		gateways: map[string]*gatewayConn{}, clients: map[string]*clientConn{},
 		pending: map[string]*pendingAuthz{}, authz: map[authzKey]*authorization{},
 	}
@@ -280,6 +282,7 @@ func (p *Portal) Close() error {
 	if p.relay != nil {
 		p.relay.Close()
 	}
+	p.logs.close()
 	return err
 }
 

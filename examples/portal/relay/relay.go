@@ -58,6 +58,7 @@ type Server struct {
 	turn    *turn.Server
 	addr    netip.AddrPort // the address devices use
 	refused atomic.Uint64
+	logs    *logGate
 }
 
 // ErrPublicIPRequired is returned by New when the relay listens on a
@@ -105,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		public = bindIP
 	}
-	s := &Server{cfg: cfg, conn: conn, addr: netip.AddrPortFrom(public.Unmap(), local.Port())}
+	s := &Server{cfg: cfg, conn: conn, addr: netip.AddrPortFrom(public.Unmap(), local.Port()), logs: &logGate{}}
 	bindAddr := bindIP.String()
 	if bindIP.IsUnspecified() {
 		bindAddr = "0.0.0.0"
@@ -113,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	s.turn, err = turn.NewServer(turn.ServerConfig{
 		Realm:         Realm,
 		AuthHandler:   s.auth,
-		LoggerFactory: zapFactory{cfg.Logger},
+		LoggerFactory: zapFactory{cfg.Logger, s.logs},
 		PacketConnConfigs: []turn.PacketConnConfig{{
 			PacketConn: conn,
 			RelayAddressGenerator: &turn.RelayAddressGeneratorPortRange{
@@ -143,7 +144,9 @@ func (s *Server) auth(username, realm string, src net.Addr) ([]byte, bool) {
 	pw, err := Password(s.cfg.Secret, username, s.cfg.Now())
 	if err != nil {
 		s.refused.Add(1)
-		s.cfg.Logger.Debug("relay refused credentials", zap.Stringer("from", src), zap.Error(err))
+		s.logs.do(func() {
+			s.cfg.Logger.Debug("relay refused credentials", zap.Stringer("from", src), zap.Error(err))
+		})
 		return nil, false
 	}
 	return turn.GenerateAuthKey(username, realm, pw), true
@@ -168,5 +171,10 @@ func (s *Server) AllocationCount() int { return s.turn.AllocationCount() }
 // are not counted here.
 func (s *Server) Refused() uint64 { return s.refused.Load() }
 
-// Close stops the relay.
-func (s *Server) Close() error { return s.turn.Close() }
+// Close stops the relay. pion's goroutines may still be winding down when
+// it returns, but they no longer log.
+func (s *Server) Close() error {
+	err := s.turn.Close()
+	s.logs.close()
+	return err
+}
