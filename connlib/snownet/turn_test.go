@@ -33,7 +33,8 @@ func startTURN(t testing.TB) netip.AddrPort {
 		t.Fatal(err)
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm: turnRealm,
+		Realm:         turnRealm,
+		LoggerFactory: pionLoggerFactory{testLogger(t).Named("turn")},
 		AuthHandler: func(username, realm string, _ net.Addr) ([]byte, bool) {
 			if username != turnUser {
 				return nil, false
