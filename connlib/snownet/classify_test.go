@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pion/stun/v2"
@@ -259,5 +260,60 @@ func TestBindHoldsHandshakeUntilPath(t *testing.T) {
 	}
 	if b.Stats().NoPath != 1 {
 		t.Fatalf("NoPath = %d", b.Stats().NoPath)
+	}
+}
+
+// Several readers push concurrently; the receive function returns batches,
+// loses nothing and keeps each reader's order.
+func TestRelayRingConcurrent(t *testing.T) {
+	r := newRelayRing(16, 64)
+	var counter atomic.Uint64
+	closed := make(chan struct{})
+	fn := r.receiveFunc(closed, &counter)
+	const readers, per = 4, 2000
+	eps := make([]*peerEndpoint, readers)
+	for i := range eps {
+		eps[i] = newPeerEndpoint(string(rune('a' + i)))
+		go func(i int) {
+			p := make([]byte, 8)
+			for j := 0; j < per; j++ {
+				binary.BigEndian.PutUint32(p, uint32(j))
+				if !r.push(p, eps[i], nil) {
+					panic("push refused")
+				}
+			}
+		}(i)
+	}
+	bufs, sizes, got := make([][]byte, 8), make([]int, 8), make([]conn.Endpoint, 8)
+	for i := range bufs {
+		bufs[i] = make([]byte, 64)
+	}
+	next := make(map[*peerEndpoint]uint32)
+	total, maxBatch := 0, 0
+	for total < readers*per {
+		n, err := fn(bufs, sizes, got)
+		if err != nil || n < 1 || n > len(bufs) {
+			t.Fatalf("n=%d err=%v", n, err)
+		}
+		maxBatch = max(maxBatch, n)
+		for i := 0; i < n; i++ {
+			pe := got[i].(*peerEndpoint)
+			if v := binary.BigEndian.Uint32(bufs[i][:sizes[i]]); v != next[pe] {
+				t.Fatalf("reader %s: got %d, want %d", pe.id, v, next[pe])
+			}
+			next[pe]++
+		}
+		total += n
+	}
+	if counter.Load() != readers*per {
+		t.Fatalf("counter %d", counter.Load())
+	}
+	t.Logf("largest batch %d", maxBatch)
+	close(closed)
+	if _, err := fn(bufs, sizes, got); err == nil {
+		t.Fatal("want net.ErrClosed after close")
+	}
+	if r.push(make([]byte, 65), eps[0], nil) {
+		t.Fatal("oversized packet accepted")
 	}
 }

@@ -244,6 +244,7 @@ func (c *connection) readRelayed(r io.Reader) {
 			case <-c.stop:
 				return
 			default:
+				c.n.bind.nUnknown.Add(1) // larger than a slot
 			}
 		}
 	}

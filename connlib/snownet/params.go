@@ -62,4 +62,3 @@ type ConnStats struct {
 	TxBytes       uint64
 	LastHandshake time.Time // zero before the first handshake
 }
-
