@@ -36,13 +36,15 @@ func failed(resourceID, reason string) portal.AuthorizationCreationFailed {
 	return portal.AuthorizationCreationFailed{ResourceID: resourceID, Reason: reason}
 }
 
-// loadExcept counts, per gateway, the distinct clients other than clientID
-// that hold or await an authorization there.
+// loadExcept counts, per gateway, the distinct connected clients other
+// than clientID that hold or await an authorization there. Clients that
+// went away do not count: their authorizations linger until expiry but
+// carry no traffic.
 func (p *Portal) loadExcept(clientID string) map[string]int {
 	seen := map[[2]string]bool{}
 	load := map[string]int{}
 	count := func(cid, gid string) {
-		if cid == clientID || seen[[2]string{cid, gid}] {
+		if cid == clientID || p.clients[cid] == nil || seen[[2]string{cid, gid}] {
 			return
 		}
 		seen[[2]string{cid, gid}] = true
