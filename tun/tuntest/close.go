@@ -37,15 +37,12 @@ func (s *suite) testClose(t *testing.T) {
 		}
 		full := false
 		for range 256 {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-			err := h.Dev.SendReady(ctx)
-			cancel()
-			if errors.Is(err, context.DeadlineExceeded) {
+			// Full means SendReady was seen blocking twice in a row; a
+			// single observation could be a goroutine that was not
+			// scheduled in time on a loaded machine.
+			if blocks(t, h.Dev) && blocks(t, h.Dev) {
 				full = true
 				break
-			}
-			if err != nil {
-				t.Fatalf("SendReady: %v", err)
 			}
 			if _, err := h.Dev.Send(batch, 0); err != nil {
 				t.Fatalf("Send: %v", err)
@@ -120,4 +117,29 @@ func (s *suite) testClose(t *testing.T) {
 			t.Errorf("Close after Close: %v", err)
 		}
 	})
+}
+
+// blocks reports whether SendReady is still blocked 50ms after it was
+// called; it then cancels the call, which must return promptly with
+// context.Canceled (or nil if room appeared meanwhile).
+func blocks(t *testing.T, d Device) bool {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan error, 1)
+	go func() { ch <- d.SendReady(ctx) }()
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatalf("SendReady: %v", err)
+		}
+		return false
+	case <-time.After(quietPeriod):
+	}
+	cancel()
+	err := await(t, ch, promptTimeout, "SendReady after cancel")
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("blocked SendReady after cancel: %v, want context.Canceled", err)
+	}
+	return err != nil
 }
