@@ -211,3 +211,16 @@ func TestUpdateRelaysAndParams(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+func TestListenPort(t *testing.T) {
+	l, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(l.LocalAddr().(*net.UDPAddr).Port)
+	l.Close()
+	a := newTestPeer(t, "alice", "10.0.0.1", func(c *Config) { c.ListenPort = port })
+	if got := a.node.Port(); got != port {
+		t.Fatalf("port %d, want %d", got, port)
+	}
+}
