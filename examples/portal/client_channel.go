@@ -66,18 +66,19 @@ func (h clientHandler) Join(ch *phoenix.Channel, _ json.RawMessage) (any, error)
 		pskBase: pskBase(p.secret, id.deviceID), token: id.token, ch: ch,
 		userAgent: ch.Header().Get("User-Agent"), remoteIP: host,
 	}
-	var o outbox
-	if old := p.clients[c.id]; old != nil {
+	old := p.clients[c.id]
+	if old != nil {
 		// The same device reconnected before its old socket timed out: the
 		// newcomer wins (a client's key changes on reset; it must be
 		// reachable with the new one).
-		p.dropClient(old, &o)
-		old.ch.Disconnect()
+		p.dropClient(old, nil)
 	}
 	p.clients[c.id] = c
 	init := p.clientInit(c)
 	p.mu.Unlock()
-	p.send(o)
+	if old != nil {
+		old.ch.Disconnect()
+	}
 	p.log.Info("client joined", zap.String("client_id", c.id), zap.String("name", c.name),
 		zap.String("actor_id", c.actorID), zap.String("version", c.version), zap.Stringer("ipv4", v4))
 	if err := ch.Push(portal.EventInit, init); err != nil {

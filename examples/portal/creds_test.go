@@ -91,3 +91,12 @@ func TestDerivedUUID(t *testing.T) {
 		t.Fatal("parts must be separated")
 	}
 }
+
+func BenchmarkAuthorizationCredentials(b *testing.B) {
+	cb, gb := pskBase([]byte("s"), "c"), pskBase([]byte("s"), "g")
+	b.ReportAllocs()
+	for b.Loop() {
+		ICECredentials("c", "cpk", "g", "gpk")
+		GatewayPSK(cb, gb, "c", "g", "cpk", "gpk")
+	}
+}
