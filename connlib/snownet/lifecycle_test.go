@@ -150,3 +150,39 @@ func TestNodeCandidateTimeout(t *testing.T) {
 		t.Fatalf("candidate for removed connection: %v", err)
 	}
 }
+
+// Idle detection on a live Node, driven by the injected clock: no
+// WireGuard traffic for IdleTimeout -> idle; a packet -> connected again.
+func TestNodeIdleWithFakeClock(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	fake := func(c *Config) { c.Clock = clk; c.TickInterval = 10 * time.Millisecond }
+	a := newTestPeer(t, "alice", "10.0.0.1", fake)
+	b := newTestPeer(t, "bob", "10.0.0.2", fake)
+	connectPair(t, a, b)
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	pingOnce(t, a, b, 10*time.Second)
+	clk.Advance(time.Second) // one poll sees the ping
+	time.Sleep(100 * time.Millisecond)
+
+	clk.Advance(IdleTimeout + time.Second)
+	waitState(t, a, "bob", StateIdle)
+
+	pingOnce(t, a, b, 10*time.Second)
+	clk.Advance(time.Second)
+	waitState(t, a, "bob", StateConnected)
+}
+
+func waitState(t *testing.T, tp *testPeer, peer string, want ConnState) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := connStats(t, tp, peer)
+		if st.State == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: state %v, want %v", tp.name, st.State, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
