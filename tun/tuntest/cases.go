@@ -379,8 +379,7 @@ func (s *suite) testStack(t *testing.T) {
 		t.Run(f.name+"/echo", func(t *testing.T) {
 			payload := b.payload(f, kindICMP, 7, 1, 100)
 			req := ICMPEcho(f.Remote, f.Local, false, 0x4242, 1, payload)
-			sendIn(t, h, [][]byte{req}, 16)
-			waitFor(t, h, func(p *Packet) bool {
+			waitFor(t, h, req, func(p *Packet) bool {
 				return p.IsEchoReply() && p.Src.Addr() == f.Local && p.Dst.Addr() == f.Remote &&
 					p.ICMPID == 0x4242 && p.ICMPSeq == 1 && string(p.Payload) == string(payload)
 			}, "echo reply")
@@ -389,8 +388,7 @@ func (s *suite) testStack(t *testing.T) {
 			src := netip.AddrPortFrom(f.Remote, 50999)
 			dst := netip.AddrPortFrom(f.Local, 7) // nothing listens on echo
 			syn := TCP(src, dst, 1000, 0, TCPSyn, nil)
-			sendIn(t, h, [][]byte{syn}, 16)
-			waitFor(t, h, func(p *Packet) bool {
+			waitFor(t, h, syn, func(p *Packet) bool {
 				return p.Proto == ProtoTCP && p.Src == dst && p.Dst == src &&
 					p.TCPFlags&TCPRst != 0 && p.TCPAck == 1001
 			}, "TCP RST")
@@ -398,22 +396,37 @@ func (s *suite) testStack(t *testing.T) {
 	}
 }
 
-// waitFor reads PollRecvMany until a packet matches.
-func waitFor(t *testing.T, h *Harness, match func(*Packet) bool, what string) {
+// waitFor sends req through Dev.Send and reads PollRecvMany until a packet
+// matches, resending req every 2 s as ping does: a real stack may drop a
+// request or its answer (ICMP rate limits, an address still settling).
+func waitFor(t *testing.T, h *Harness, req []byte, match func(*Packet) bool, what string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), dataTimeout)
-	defer cancel()
+	deadline := time.Now().Add(dataTimeout)
 	bufs, sizes := makeBufs(h.Dev.BatchSize(), 16, h.Dev.MTU())
-	for {
-		n, err := h.Dev.PollRecvMany(ctx, bufs, sizes, 16)
-		if err != nil {
-			t.Fatalf("waiting for %s: PollRecvMany: %v", what, err)
-		}
-		for i := range n {
-			p, err := Parse(bufs[i][16 : 16+sizes[i]])
-			if err == nil && match(&p) {
-				return
+	for attempt := 1; time.Now().Before(deadline); attempt++ {
+		sendIn(t, h, [][]byte{req}, 16)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for {
+			n, err := h.Dev.PollRecvMany(ctx, bufs, sizes, 16)
+			if errors.Is(err, context.DeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				cancel()
+				t.Fatalf("waiting for %s: PollRecvMany: %v", what, err)
+			}
+			for i := range n {
+				p, err := Parse(bufs[i][16 : 16+sizes[i]])
+				if err == nil && match(&p) {
+					cancel()
+					if attempt > 1 {
+						t.Logf("%s arrived after %d requests", what, attempt)
+					}
+					return
+				}
 			}
 		}
+		cancel()
 	}
+	t.Fatalf("no %s within %v", what, dataTimeout)
 }
