@@ -59,11 +59,27 @@ func (p *Portal) loadExcept(clientID string) map[string]int {
 	return load
 }
 
+// maxPendingPerClient bounds the create_authorization requests one client
+// may have in flight; beyond it requests are dropped (the client asks again
+// on its next packet), so a misbehaving client cannot grow the portal's
+// state or flood gateways.
+const maxPendingPerClient = 32
+
 // requestAuthorization runs the policy check and gateway choice for a
 // client's request_authorization and queues create_authorization, or the
 // failure for the client. Called with p.mu held.
 func (p *Portal) requestAuthorization(c *clientConn, req *portal.RequestAuthorization, o *outbox) {
 	log := p.log.With(zap.String("client_id", c.id), zap.String("resource_id", req.ResourceID))
+	inFlight := 0
+	for _, pa := range p.pending {
+		if pa.clientID == c.id {
+			inFlight++
+		}
+	}
+	if inFlight >= maxPendingPerClient {
+		log.Warn("authorization request dropped: too many in flight", zap.Int("in_flight", inFlight))
+		return
+	}
 	r := p.model.resources[req.ResourceID]
 	if r == nil {
 		log.Info("authorization refused", zap.String("reason", portal.ReasonNotFound))

@@ -2,6 +2,7 @@ package devportal
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -290,4 +291,26 @@ func TestAuthorizationExpiry(t *testing.T) {
 	if ra.ClientID != ca.Client.ID || ra.ResourceID != web || p.Status().Authorizations != 0 {
 		t.Fatalf("reject_access %+v, status %+v", ra, p.Status())
 	}
+}
+
+func TestPendingAuthorizationsBoundedPerClient(t *testing.T) {
+	p := startPortal(t, Options{Config: testConfig(t), Clock: newFakeClock()})
+	gw := connectDevice(t, p, portal.TopicGateway, gwTokenHQ, "gw-silent")
+	gw.expect("init")
+	cl := connectDevice(t, p, portal.TopicClient, aliceToken, "laptop-1")
+	web := resourceID(t, decodeAs[portal.ClientInit](t, portal.DecodeClientIngress, "init", cl.expect("init")), "web")
+	for i := 0; i < maxPendingPerClient+8; i++ {
+		// Distinct payloads: the phoenix client drops exact duplicates
+		// that are still queued.
+		cl.push(portal.EventRequestAuthorization, portal.RequestAuthorization{ResourceID: web, ConnectedGatewayIDs: []string{strconv.Itoa(i)}})
+	}
+	// The socket is served in order: once this is answered, every request
+	// before it was handled.
+	if _, err := cl.request("sync", map[string]int{}); err == nil {
+		t.Fatal("unknown event answered ok")
+	}
+	if s := p.Status(); s.PendingAuthorizations != maxPendingPerClient {
+		t.Fatalf("pending %d, want %d", s.PendingAuthorizations, maxPendingPerClient)
+	}
+	waitUntil(t, "create_authorization pushes", func() bool { return gw.count("create_authorization") == maxPendingPerClient })
 }
