@@ -314,3 +314,34 @@ func TestPendingAuthorizationsBoundedPerClient(t *testing.T) {
 	}
 	waitUntil(t, "create_authorization pushes", func() bool { return gw.count("create_authorization") == maxPendingPerClient })
 }
+
+func TestMalformedPayloadsAreRefusedNotFatal(t *testing.T) {
+	p := startPortal(t, Options{Config: testConfig(t)})
+	gw := connectDevice(t, p, portal.TopicGateway, gwTokenHQ, "gw-1")
+	gw.expect("init")
+	cl := connectDevice(t, p, portal.TopicClient, aliceToken, "laptop-1")
+	cl.expect("init")
+	bad := []any{[]int{1}, "str", 42, map[string]any{"ref": 5, "client_ids": "x", "candidates": 1, "resource_id": []int{}, "gateway_id": 1, "iceless": "yes"}}
+	for _, ev := range []string{portal.EventAuthorizationCreated, portal.EventBroadcastIceCandidates, portal.EventSetSnownetCapabilities} {
+		for _, b := range bad {
+			if _, err := gw.request(ev, b); err == nil || !strings.Contains(err.Error(), "invalid_payload") {
+				t.Fatalf("gateway %s %v: %v", ev, b, err)
+			}
+		}
+	}
+	for _, ev := range []string{portal.EventRequestAuthorization, portal.EventNewGatewayIceCandidates, portal.EventSetSnownetCapabilities} {
+		for _, b := range bad {
+			if _, err := cl.request(ev, b); err == nil || !strings.Contains(err.Error(), "invalid_payload") {
+				t.Fatalf("client %s %v: %v", ev, b, err)
+			}
+		}
+	}
+	// Both stay joined and served.
+	gw.push(portal.EventNoRelays, portal.Empty{})
+	gw.expect("relays_presence")
+	cl.push(portal.EventNoRelays, portal.Empty{})
+	cl.expect("relays_presence")
+	if s := p.Status(); s.Gateways != 1 || s.Clients != 1 {
+		t.Fatalf("%+v", s)
+	}
+}
