@@ -134,7 +134,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 // pair wires two stacks back to back: what one emits, the other receives.
-func pair(t *testing.T, cfgA, cfgB Config) (a, b *Device) {
+func pair(t testing.TB, cfgA, cfgB Config) (a, b *Device) {
 	t.Helper()
 	var err error
 	if a, err = New(cfgA); err != nil {
@@ -402,4 +402,45 @@ func FuzzSend(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// BenchmarkTCPThroughPair measures one TCP stream from one stack to another
+// wired back to back through PollRecvMany/Send.
+func BenchmarkTCPThroughPair(b *testing.B) {
+	a, z := pair(b, Config{Addrs: []netip.Addr{addrA4}}, Config{Addrs: []netip.Addr{addrB4}})
+	ln, err := z.ListenTCP(netip.AddrPortFrom(addrB4, 9000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- 0
+			return
+		}
+		n, _ := io.Copy(io.Discard, c)
+		c.Close()
+		done <- n
+	}()
+	c, err := a.DialContext(context.Background(), "tcp", "10.10.0.2:9000")
+	if err != nil {
+		b.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	b.SetBytes(int64(len(chunk)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Close()
+	n := <-done
+	b.StopTimer()
+	if n != int64(b.N*len(chunk)) {
+		b.Fatalf("received %d of %d bytes", n, b.N*len(chunk))
+	}
+	b.ReportMetric(float64(n)*8/b.Elapsed().Seconds()/1e9, "Gbit/s")
 }
