@@ -62,6 +62,9 @@ type BindStats struct {
 	RelayedIn   uint64 // WireGuard datagrams received through relays
 	RelayedOut  uint64 // WireGuard datagrams sent through relays
 	NoPath      uint64 // sends dropped because the peer had no path
+	// RealmRefused counts TURN error responses dropped because they named
+	// another realm than the relay's configured one (filled by Node).
+	RealmRefused uint64
 }
 
 // Bind is a wireguard-go conn.Bind that shares its UDP sockets with ICE.

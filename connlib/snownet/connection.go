@@ -3,6 +3,7 @@ package snownet
 import (
 	"io"
 	"net/netip"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,6 +32,7 @@ type connection struct {
 	lastRx, lastTx uint64
 	closed         bool
 	stop           chan struct{}
+	stopOnce       sync.Once
 }
 
 var _ iceListener = (*connection)(nil)
@@ -43,6 +45,16 @@ func (n *Node) newConnectionLocked(p ConnParams, now time.Time) (*connection, er
 		lc:         newLifecycle(now),
 		relayCands: make(map[string]netip.Addr),
 		stop:       make(chan struct{}),
+	}
+	if ch, ok := n.closingUfrags[p.Local.Ufrag]; ok {
+		// Only pion's loop goroutine is needed to withdraw the ufrag; it
+		// never takes the node's lock.
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			n.log.Warn("previous ICE agent still holds the ufrag", zap.String("peer", p.Peer))
+		}
+		delete(n.closingUfrags, p.Local.Ufrag)
 	}
 	c.ep = n.bind.peer(p.Peer)
 	if err := n.dev.IpcSet(peerConfig(p, true)); err != nil {
@@ -89,11 +101,7 @@ func (c *connection) pathKind() PathKind {
 
 // shutdown stops the agent and the relay reader. Called without the lock.
 func (c *connection) shutdown() {
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
+	c.stopOnce.Do(func() { close(c.stop) })
 	c.ice.close()
 }
 
@@ -308,7 +316,4 @@ func (n *Node) tick() {
 		n.events.push(Event{Kind: EventConnectionFailed, Peer: c.id, Reason: c.lc.failReason})
 	}
 	n.mu.Unlock()
-	for _, c := range failed {
-		c.shutdown()
-	}
 }

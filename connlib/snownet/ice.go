@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v3"
@@ -71,8 +72,24 @@ type iceSessionConfig struct {
 	log          *zap.Logger
 }
 
+// sessionMux is the shared mux as one agent sees it. It reports when the
+// agent has withdrawn its ufrag from the mux: the mux keys connections by
+// ufrag alone, so a new agent reusing the credentials must not register
+// before the old one is gone (it would share, then lose, its conn).
+type sessionMux struct {
+	ice.UniversalUDPMux
+	once    sync.Once
+	removed chan struct{}
+}
+
+func (m *sessionMux) RemoveConnByUfrag(ufrag string) {
+	m.UniversalUDPMux.RemoveConnByUfrag(ufrag)
+	m.once.Do(func() { close(m.removed) })
+}
+
 // iceSession is one ICE agent (one per connection).
 type iceSession struct {
+	mux    *sessionMux // nil without a mux
 	agent  *ice.Agent
 	cfg    iceSessionConfig
 	l      iceListener
@@ -129,15 +146,19 @@ func newICESession(cfg iceSessionConfig, l iceListener) (*iceSession, error) {
 		HostAcceptanceMinWait: &zero,
 		LoggerFactory:         pionLoggerFactory{cfg.log},
 	}
+	var sm *sessionMux
 	if cfg.mux == nil {
 		acfg.UDPMux, acfg.UDPMuxSrflx = nil, nil
+	} else {
+		sm = &sessionMux{UniversalUDPMux: cfg.mux, removed: make(chan struct{})}
+		acfg.UDPMux, acfg.UDPMuxSrflx = sm, sm
 	}
 	a, err := ice.NewAgent(acfg)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &iceSession{agent: a, cfg: cfg, l: l, ctx: ctx, cancel: cancel}
+	s := &iceSession{mux: sm, agent: a, cfg: cfg, l: l, ctx: ctx, cancel: cancel}
 	if err := s.wire(); err != nil {
 		s.close()
 		return nil, err
@@ -225,12 +246,22 @@ func (s *iceSession) localCandidates() []string {
 }
 
 // close stops the agent without waiting for its callbacks (they may be
-// blocked on the caller's lock).
+// blocked on the caller's lock). It may block for seconds: pion waits for
+// candidate gathering, and a TURN allocation in flight is not cancelled.
 func (s *iceSession) close() {
 	s.once.Do(func() {
 		s.cancel()
 		_ = s.agent.Close()
 	})
+}
+
+// ufragRemoved is closed once the agent has withdrawn its ufrag from the
+// shared mux (nil without a mux).
+func (s *iceSession) ufragRemoved() <-chan struct{} {
+	if s.mux == nil {
+		return nil
+	}
+	return s.mux.removed
 }
 
 // relayNet wraps the agent's transport.Net so that the sockets pion opens
@@ -239,6 +270,10 @@ func (s *iceSession) close() {
 type relayNet struct {
 	transport.Net
 	rcv, snd int
+	// realm, if set, gives the realm expected from a relay address;
+	// responses naming another realm are dropped (see realmConn).
+	realm      func(netip.AddrPort) string
+	realmDrops *atomic.Uint64
 }
 
 func (n relayNet) ListenPacket(network, address string) (net.PacketConn, error) {
@@ -257,6 +292,9 @@ func (n relayNet) ListenPacket(network, address string) (net.PacketConn, error) 
 		if n.snd > 0 {
 			_ = bs.SetWriteBuffer(n.snd)
 		}
+	}
+	if n.realm != nil {
+		return &realmConn{PacketConn: pc, expected: n.realm, dropped: n.realmDrops}, nil
 	}
 	return pc, nil
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v3"
@@ -82,14 +83,20 @@ type Node struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	closed   bool
-	key      Key
-	conns    map[string]*connection
-	relays   map[string]Relay // by Relay.key()
-	stunConn *STUNConn
-	mux      *ice.UniversalUDPMuxDefault
-	lastPoll time.Time
+	mu         sync.Mutex
+	closed     bool
+	key        Key
+	conns      map[string]*connection
+	relays     map[string]Relay                          // by Relay.key()
+	realms     atomic.Pointer[map[netip.AddrPort]string] // relay address -> realm, copy on write
+	realmDrops atomic.Uint64
+	stunConn   *STUNConn
+	// closingUfrags: local ufrag -> closed when a closing agent has left
+	// the mux. closing counts agents still closing (Close waits for them).
+	closingUfrags map[string]<-chan struct{}
+	closing       sync.WaitGroup
+	mux           *ice.UniversalUDPMuxDefault
+	lastPoll      time.Time
 }
 
 // NewNode creates the WireGuard device over a shared Bind, brings it up
@@ -131,17 +138,22 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	b := NewBind(bc)
 	n := &Node{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		clock:  cfg.Clock,
-		net:    relayNet{Net: netw, rcv: b.rcvbuf, snd: b.sndbuf},
+		cfg:   cfg,
+		log:   cfg.Logger,
+		clock: cfg.Clock,
+
 		bind:   b,
 		events: newEventQueue(),
 		stop:   make(chan struct{}),
 		key:    cfg.PrivateKey,
 		conns:  make(map[string]*connection),
 		relays: make(map[string]Relay),
+
+		closingUfrags: make(map[string]<-chan struct{}),
 	}
+	n.net = relayNet{Net: netw, rcv: b.rcvbuf, snd: b.sndbuf, realm: n.relayRealm, realmDrops: &n.realmDrops}
+	empty := map[netip.AddrPort]string{}
+	n.realms.Store(&empty)
 	wlog := cfg.Logger.Named("wireguard")
 	n.dev = device.NewDevice(cfg.Tun, b, &device.Logger{Verbosef: wgLogf(wlog, ""), Errorf: wgLogf(wlog, "error: ")})
 	// Peers are pinned to their keyed endpoint: wireguard-go must never
@@ -194,6 +206,9 @@ func (n *Node) rebuildMux() error {
 	return nil
 }
 
+// relayRealm is the realm configured for a relay address ("" if none).
+func (n *Node) relayRealm(ap netip.AddrPort) string { return (*n.realms.Load())[ap] }
+
 // Events returns the channel events are delivered on (see Node).
 func (n *Node) Events() <-chan Event { return n.events.out }
 
@@ -208,7 +223,11 @@ func (n *Node) PublicKey() Key {
 func (n *Node) Port() uint16 { return n.bind.Port() }
 
 // BindStats returns the shared sockets' classifier counters.
-func (n *Node) BindStats() BindStats { return n.bind.Stats() }
+func (n *Node) BindStats() BindStats {
+	s := n.bind.Stats()
+	s.RealmRefused = n.realmDrops.Load()
+	return s
+}
 
 // HasRelays reports whether the node knows at least one relay.
 func (n *Node) HasRelays() bool {
@@ -365,7 +384,6 @@ func (n *Node) RemoveConnection(peer string) error {
 	}
 	n.removeLocked(c)
 	n.mu.Unlock()
-	c.shutdown()
 	return nil
 }
 
@@ -381,13 +399,11 @@ func (n *Node) CloseConnection(peer string) error {
 	n.removeLocked(c)
 	n.events.push(Event{Kind: EventConnectionClosed, Peer: peer})
 	n.mu.Unlock()
-	c.shutdown()
 	return nil
 }
 
-// removeLocked detaches c from the node, the Bind and WireGuard and closes
-// its agent (closing pion's agent does not wait for its callbacks, which
-// may be blocked on the node's lock). Calling c.shutdown() again is a no-op.
+// removeLocked detaches c from the node, the Bind and WireGuard and starts
+// closing its agent in the background.
 func (n *Node) removeLocked(c *connection) {
 	if c.closed {
 		return
@@ -398,10 +414,24 @@ func (n *Node) removeLocked(c *connection) {
 	}
 	n.bind.RemovePeer(c.id)
 	n.dev.RemovePeer(device.NoisePublicKey(c.params.PublicKey))
-	// The agent is closed now, not later: pion's agent removes its ufrag
-	// from the shared mux when it closes, which would also cut off a new
-	// agent for the same peer that reuses the credentials.
-	c.shutdown()
+	// pion's Close waits for candidate gathering (seconds if a relay does
+	// not answer), so the agent is closed in the background. It withdraws
+	// its ufrag from the shared mux first thing; a new agent with the same
+	// credentials waits for that (see newConnectionLocked).
+	ufrag, ch := c.params.Local.Ufrag, c.ice.ufragRemoved()
+	if ch != nil {
+		n.closingUfrags[ufrag] = ch
+	}
+	n.closing.Add(1)
+	go func() {
+		defer n.closing.Done()
+		c.shutdown()
+		n.mu.Lock()
+		if cur, ok := n.closingUfrags[ufrag]; ok && cur == ch {
+			delete(n.closingUfrags, ufrag)
+		}
+		n.mu.Unlock()
+	}()
 }
 
 func (n *Node) failConnection(c *connection, reason string) {
@@ -413,7 +443,6 @@ func (n *Node) failConnection(c *connection, reason string) {
 	n.removeLocked(c)
 	n.events.push(Event{Kind: EventConnectionFailed, Peer: c.id, Reason: reason})
 	n.mu.Unlock()
-	c.shutdown()
 }
 
 // UpdateRelays adds and removes relays. New connections use all known
@@ -447,6 +476,11 @@ func (n *Node) UpdateRelays(added []Relay, removed []string) error {
 		n.relays[r.key()] = r
 		delete(gone, r.Addr.Addr())
 	}
+	realms := make(map[netip.AddrPort]string, len(n.relays))
+	for _, r := range n.relays {
+		realms[r.Addr] = r.Realm
+	}
+	n.realms.Store(&realms)
 	if len(gone) > 0 {
 		for _, c := range n.conns {
 			c.invalidateRelayCandidatesLocked(gone)
@@ -523,9 +557,6 @@ func (n *Node) Reset() (Key, error) {
 	}
 	pub := n.key.PublicKey()
 	n.mu.Unlock()
-	for _, c := range closing {
-		c.shutdown()
-	}
 	return pub, err
 }
 
@@ -547,9 +578,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	close(n.stop)
 	n.wg.Wait()
-	for _, c := range closing {
-		c.shutdown()
-	}
+	n.closing.Wait()
 	if mux != nil {
 		_ = mux.Close()
 		_ = sc.Close()

@@ -106,3 +106,35 @@ func TestRelayedLoopback(t *testing.T) {
 	a.mustEvent(EventInvalidateCandidate, "bob", 5*time.Second)
 	a.mustEvent(EventNoRelays, "", 5*time.Second)
 }
+
+// A relay announcing another realm than the portal gave is refused: no
+// relay candidate, and the refused responses are counted.
+func TestRelayRealmEnforced(t *testing.T) {
+	srv := startTURN(t)
+	a := newTestPeer(t, "alice", "10.0.0.1", func(c *Config) {
+		c.DisableHostCandidates, c.DisableSrflxCandidates = true, true
+	})
+	r := testRelay(srv)
+	r.Realm = "not-" + turnRealm
+	if err := a.node.UpdateRelays([]Relay{r}, nil); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := GeneratePrivateKey()
+	if err := a.node.UpsertConnection(ConnParams{
+		Peer: "ghost", PublicKey: k.PublicKey(), Local: a.creds,
+		Remote: Credentials{Ufrag: "ghst", Pwd: "ghostpasswordghostpass"}, Role: RoleControlling,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for a.node.BindStats().RealmRefused == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("401 with a foreign realm was not refused")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("refused after %v", time.Until(deadline))
+	if ev, ok := a.waitEvent(time.Second, func(e Event) bool { return e.Kind == EventNewCandidate }); ok {
+		t.Fatalf("candidate gathered despite the realm mismatch: %s", ev.Candidate)
+	}
+}
