@@ -37,7 +37,8 @@
 //
 // A Node holds one connection per peer id, each with its own pion agent
 // (host and srflx candidates on the shared socket, relay candidates from
-// the relays given to UpdateRelays, which also serve as STUN servers).
+// the relays given to UpdateRelays, which also serve as STUN servers; a
+// relay whose 401 names another realm than the one given is refused).
 // Credentials, PSK and role come from the caller (the portal): the client
 // is controlling, the gateway controlled. Candidates are exchanged as SDP
 // "candidate:" strings (ParseCandidates normalises pion's form and skips
@@ -85,6 +86,7 @@
 //     candidates on removed relays).
 //   - ICE timers cannot change on a running agent, so Idle is reported but
 //     does not switch to Firezone's slower idle ICE configuration.
-//   - The realm is the one the TURN server announces (Relay.Realm is kept
-//     for information).
+//   - Closing an agent waits for its candidate gathering, which a TURN
+//     allocation in flight does not interrupt (up to ~8 s with a silent
+//     relay); snownet closes agents in the background, and Close waits.
 package snownet

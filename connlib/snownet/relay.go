@@ -19,7 +19,7 @@ type Relay struct {
 	Addr     netip.AddrPort
 	Username string
 	Password string
-	Realm    string // informational: pion's TURN client takes the realm from the server's 401
+	Realm    string // expected realm; a 401 naming another one is refused ("" accepts any)
 }
 
 func (r Relay) key() string { return r.ID + "|" + r.Addr.String() }
