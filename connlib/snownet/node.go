@@ -492,6 +492,19 @@ func (n *Node) UpdateRelays(added []Relay, removed []string) error {
 	return nil
 }
 
+// State returns the lifecycle state and path of the connection to peer
+// without polling WireGuard (cheap enough for the packet pipeline); ok is
+// false when there is no such connection.
+func (n *Node) State(peer string) (state ConnState, path PathKind, ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.conns[peer]
+	if c == nil {
+		return StateFailed, PathNone, false
+	}
+	return c.lc.state(), c.pathKind(), true
+}
+
 // Stats returns a snapshot of every connection, sorted by peer id.
 func (n *Node) Stats() []ConnStats {
 	n.mu.Lock()

@@ -21,6 +21,12 @@ func TestDirectLoopback(t *testing.T) {
 		t.Fatalf("alice: established path %v, want direct", ev.Path)
 	}
 	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
+	if st, path, ok := a.node.State("bob"); !ok || st != StateConnected || path != PathDirect {
+		t.Fatalf("State(bob) = %v %v %v", st, path, ok)
+	}
+	if _, _, ok := a.node.State("nobody"); ok {
+		t.Fatal("State of an unknown peer")
+	}
 
 	for i := 0; i < 3; i++ {
 		pingOnce(t, a, b, 10*time.Second)
