@@ -104,6 +104,9 @@ type LinuxStats struct {
 	// TxDropped counts packets given to Send that were not written:
 	// not an IPv4/IPv6 packet, or refused by the kernel.
 	TxDropped uint64
+	// RxQueues counts, per queue, the packets its reader got from the
+	// kernel (before any RxTooBig drop in PollRecvMany).
+	RxQueues []uint64
 }
 
 type linuxCounters struct {
@@ -134,6 +137,7 @@ type LinuxTun struct {
 	name     string
 	mtu      int
 	offloads bool
+	steering bool // a flow-steering eBPF program picks read queues
 	log      *zap.Logger
 
 	queues []*linuxQueue
@@ -171,13 +175,23 @@ func (t *LinuxTun) Queues() int { return len(t.queues) }
 // Offloads reports whether the device uses a virtio-net header (TSO/USO).
 func (t *LinuxTun) Offloads() bool { return t.offloads }
 
+// Steering reports whether the kernel picks the read queue of every packet
+// with gozone's flow-hash eBPF program (multi-queue devices), which keeps
+// each flow on one queue for its lifetime.
+func (t *LinuxTun) Steering() bool { return t.steering }
+
 // Stats returns a snapshot of the counters.
 func (t *LinuxTun) Stats() LinuxStats {
 	s := &t.stats
+	rxq := make([]uint64, len(t.queues))
+	for i, q := range t.queues {
+		rxq[i] = q.rxPackets.Load()
+	}
 	return LinuxStats{
 		RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), RxTooBig: s.rxTooBig.Load(),
 		RxMalformed: s.rxMalformed.Load(), RxReadErrors: s.rxReadErrors.Load(),
 		TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load(), TxDropped: s.txDropped.Load(),
+		RxQueues: rxq,
 	}
 }
 

@@ -68,6 +68,16 @@ func CreateLinux(cfg LinuxConfig, logger *zap.Logger) (*LinuxTun, error) {
 		if err != nil {
 			return fail(err)
 		}
+		if i == 0 && cfg.Queues > 1 {
+			if err := attachSteering(fd); err != nil {
+				// Still correct for flows that only ever go one way or
+				// start with our write; others may be reordered once, when
+				// the kernel moves them (see linux_steering.go).
+				t.log.Warn("no flow-steering program; the kernel may move a flow between queues", zap.Error(err))
+			} else {
+				t.steering = true
+			}
+		}
 		q, err := newLinuxQueue(t, i, fd)
 		if err != nil {
 			return fail(err)
@@ -83,7 +93,7 @@ func CreateLinux(cfg LinuxConfig, logger *zap.Logger) (*LinuxTun, error) {
 		go q.writeWorker()
 	}
 	t.log.Info("TUN device up",
-		zap.Int("queues", cfg.Queues), zap.Int("mtu", cfg.MTU), zap.Bool("offloads", t.offloads))
+		zap.Int("queues", cfg.Queues), zap.Int("mtu", cfg.MTU), zap.Bool("offloads", t.offloads), zap.Bool("steering", t.steering))
 	return t, nil
 }
 

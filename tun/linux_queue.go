@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,8 @@ type linuxQueue struct {
 	rawErr     error
 	rawReadFn  func(fd uintptr) bool
 	bufferSize int
+
+	rxPackets atomic.Uint64 // packets this queue's reader got
 }
 
 // rxBatch is a batch of packets read from one queue.
@@ -185,6 +188,7 @@ func (q *linuxQueue) readLoop() {
 		if err != nil {
 			return // closed
 		}
+		q.rxPackets.Add(uint64(b.n))
 		select {
 		case t.ready <- b:
 		case <-t.closed:
