@@ -99,8 +99,11 @@ type LinuxStats struct {
 	RxMalformed uint64
 	// RxReadErrors counts failed read syscalls (other than Close).
 	RxReadErrors uint64
-	TxPackets    uint64 // packets the kernel accepted via Send
-	TxBytes      uint64
+	// RxSuperPackets counts TSO/USO super packets the kernel handed us
+	// (each split into several packets).
+	RxSuperPackets uint64
+	TxPackets      uint64 // packets the kernel accepted via Send
+	TxBytes        uint64
 	// TxDropped counts packets given to Send that were not written:
 	// not an IPv4/IPv6 packet, or refused by the kernel.
 	TxDropped uint64
@@ -111,6 +114,7 @@ type LinuxStats struct {
 
 type linuxCounters struct {
 	rxPackets, rxBytes, rxTooBig, rxMalformed, rxReadErrors atomic.Uint64
+	rxSuper                                                 atomic.Uint64
 	txPackets, txBytes, txDropped                           atomic.Uint64
 }
 
@@ -189,7 +193,7 @@ func (t *LinuxTun) Stats() LinuxStats {
 	}
 	return LinuxStats{
 		RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), RxTooBig: s.rxTooBig.Load(),
-		RxMalformed: s.rxMalformed.Load(), RxReadErrors: s.rxReadErrors.Load(),
+		RxMalformed: s.rxMalformed.Load(), RxReadErrors: s.rxReadErrors.Load(), RxSuperPackets: s.rxSuper.Load(),
 		TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load(), TxDropped: s.txDropped.Load(),
 		RxQueues: rxq,
 	}

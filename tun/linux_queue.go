@@ -227,6 +227,9 @@ func (q *linuxQueue) fillVirtio(b *rxBatch) error {
 			failures = 0
 		}
 		n = max(0, min(n, len(b.bufs)-b.n))
+		if n > 1 {
+			t.stats.rxSuper.Add(1)
+		}
 		b.n += q.keepValid(b, b.n, n)
 		if b.n == 0 {
 			continue
