@@ -21,13 +21,17 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // RequireRoot skips the test when the process is not root, with a message
@@ -61,6 +65,7 @@ var seq atomic.Uint32
 // t.Cleanup. It calls t.Fatal on error.
 func New(t testing.TB, prefix string) *NS {
 	t.Helper()
+	sweepOnce.Do(sweepStale)
 	n, err := create(prefix)
 	if err != nil {
 		t.Fatalf("netns: %v", err)
@@ -76,6 +81,38 @@ func New(t testing.TB, prefix string) *NS {
 	return n
 }
 
+var (
+	sweepOnce sync.Once
+	// staleName matches names made by uniqueName: prefix-pid-seq-random.
+	staleName = regexp.MustCompile(`^[A-Za-z0-9]+-([0-9]+)-[0-9]+-[0-9a-f]{6}$`)
+)
+
+// sweepStale deletes namespaces this package created in test processes
+// that no longer exist. A test binary killed by -timeout never runs its
+// cleanups; without the sweep its namespaces would pile up in /run/netns.
+func sweepStale() {
+	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			m := staleName.FindStringSubmatch(e.Name())
+			if m == nil {
+				continue
+			}
+			pid, err := strconv.Atoi(m[1])
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			if _, err := os.Stat("/proc/" + m[1]); err == nil {
+				continue // owner still running
+			}
+			_ = deleteNamed(dir + "/" + e.Name())
+		}
+	}
+}
+
 func uniqueName(prefix string) string {
 	var r [3]byte
 	_, _ = rand.Read(r[:])
@@ -83,7 +120,10 @@ func uniqueName(prefix string) string {
 }
 
 func create(prefix string) (*NS, error) {
-	name := uniqueName(prefix)
+	return createNamed(uniqueName(prefix))
+}
+
+func createNamed(name string) (*NS, error) {
 	type result struct {
 		h   vns.NsHandle
 		err error
@@ -131,7 +171,21 @@ func create(prefix string) (*NS, error) {
 func (n *NS) delete() error {
 	n.nl.Close()
 	n.handle.Close()
-	return vns.DeleteNamed(n.name)
+	return deleteNamed("/run/netns/" + n.name)
+}
+
+// deleteNamed unmounts and removes a namespace file. EINVAL from umount
+// means the path is not (or no longer visibly) a mount point, e.g. because
+// /run/netns was later bind-mounted over itself by `ip netns`; the file is
+// then only a name and is removed anyway.
+func deleteNamed(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // Name is the namespace's name as `ip netns` shows it.

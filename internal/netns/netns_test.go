@@ -279,3 +279,25 @@ func TestDoRunsInNamespace(t *testing.T) {
 		t.Fatal("timeout")
 	}
 }
+
+func TestSweepStale(t *testing.T) {
+	RequireRoot(t)
+	// pid 999999999 is above any pid_max, so its owner is certainly gone.
+	const name = "tStale-999999999-1-abcdef"
+	n, err := createNamed(name)
+	must(t, err)
+	n.nl.Close()
+	n.handle.Close()
+	t.Cleanup(func() { _ = vns.DeleteNamed(name) })
+	live := New(t, "tLive") // not stale: this process is running
+	sweepStale()
+	if h, err := vns.GetFromName(name); err == nil {
+		h.Close()
+		t.Fatalf("stale namespace %s survived the sweep", name)
+	}
+	if h, err := vns.GetFromName(live.Name()); err != nil {
+		t.Fatalf("sweep removed a live namespace: %v", err)
+	} else {
+		h.Close()
+	}
+}
