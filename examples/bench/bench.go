@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/topo"
+)
+
+// config is what the flags set.
+type config struct {
+	Short    bool
+	Duration time.Duration // per iperf3 run
+	Rounds   int           // A B A B … pairs per test
+	UDPRate  string        // iperf3 -b for the UDP test
+	MTU      int           // tunnel MTU of raw wireguard-go (gozone uses 1280)
+	WGBin    string        // prebuilt wireguard-go; empty: build from go.mod
+	SetupN   int           // connection set-up probes
+}
+
+func defaultConfig(short bool) config {
+	c := config{Short: short, Duration: 3 * time.Second, Rounds: 3, UDPRate: "100M", MTU: 1280, SetupN: 20}
+	if short {
+		c.Duration, c.Rounds, c.SetupN = time.Second, 1, 3
+	}
+	return c
+}
+
+// benchPath is one way from the client to an iperf3 server.
+type benchPath struct {
+	Name      string `json:"name"`
+	Desc      string `json:"description"`
+	Available bool   `json:"available"`
+	Note      string `json:"note,omitempty"`
+	// CPUSecondsPerGB: CPU time (user+system) of each process of the path
+	// per GB received by iperf3, over all runs of the path.
+	CPUSecondsPerGB map[string]float64 `json:"cpu_seconds_per_gb,omitempty"`
+
+	from     *topo.Host
+	to       netip.Addr
+	procs    []namedPid
+	cpuTicks map[string]uint64
+	bytes    uint64
+}
+
+type namedPid struct {
+	name string
+	pid  int
+}
+
+// runRec is one iperf3 run.
+type runRec struct {
+	Round int `json:"round"`
+	iperfResult
+	StealPercent float64 `json:"steal_percent"`
+	Error        string  `json:"error,omitempty"`
+}
+
+// cell is one test on one path.
+type cell struct {
+	Test              string   `json:"test"`
+	Path              string   `json:"path"`
+	Available         bool     `json:"available"`
+	Runs              []runRec `json:"runs,omitempty"`
+	MedianGbps        float64  `json:"median_gbps"`
+	MedianLossPercent *float64 `json:"median_loss_percent,omitempty"`
+	// MedianRatioVsWG is the median over rounds of this path's figure
+	// divided by raw wireguard-go's in the same round.
+	MedianRatioVsWG *float64 `json:"median_ratio_vs_wireguard_go,omitempty"`
+}
+
+// setupResult is a connection set-up time measurement.
+type setupResult struct {
+	Path     string    `json:"path"`
+	What     string    `json:"what"`
+	N        int       `json:"n"`
+	MedianMs float64   `json:"median_ms,omitempty"`
+	AllMs    []float64 `json:"all_ms,omitempty"`
+	Note     string    `json:"note,omitempty"`
+}
+
+type report struct {
+	Mode       string         `json:"mode"`
+	Started    time.Time      `json:"started"`
+	ElapsedS   float64        `json:"elapsed_s"`
+	DurationS  float64        `json:"run_duration_s"`
+	Rounds     int            `json:"rounds"`
+	UDPRate    string         `json:"udp_rate"`
+	TunnelMTU  int            `json:"tunnel_mtu"`
+	CPUs       int            `json:"cpus"`
+	Kernel     string         `json:"kernel"`
+	Tests      []test         `json:"tests"`
+	Paths      []*benchPath   `json:"paths"`
+	Results    []*cell        `json:"results"`
+	Setup      []*setupResult `json:"setup"`
+	Problems   []string       `json:"problems,omitempty"`
+	StealTotal float64        `json:"steal_percent_whole_run"`
+}
+
+// run builds the topologies, brings up every available path and measures.
+// Problems that make figures missing (a run that failed, a path that
+// carried nothing) are listed in report.Problems; run's error is for
+// failures to measure at all.
+func run(t testing.TB, cfg config) (*report, error) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		return nil, errNoIperf
+	}
+	netns.RequireRoot(t)
+	rep := &report{
+		Mode: "full", Started: time.Now().UTC(), DurationS: cfg.Duration.Seconds(), Rounds: cfg.Rounds,
+		UDPRate: cfg.UDPRate, TunnelMTU: cfg.MTU, CPUs: runtime.NumCPU(), Kernel: kernel(),
+		Tests: tests(cfg.UDPRate),
+	}
+	if cfg.Short {
+		rep.Mode = "short"
+	}
+	stealStart, _ := readCPUTimes()
+
+	wgBin := cfg.WGBin
+	if wgBin == "" {
+		dir, err := os.MkdirTemp("", "gozone-bench-")
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if wgBin, err = buildWireGuardGo(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
+
+	// Topology A: client behind an endpoint-independent NAT, gateway with a
+	// routed (public) address, so raw wireguard-go can reach it without hole
+	// punching. No delay, no loss.
+	tpA := topo.Build(t, topo.Options{ClientNAT: topo.NATEndpointIndependent, GatewayNAT: topo.NATNone})
+	if err := errors.Join(startIperfServer(tpA.Gateway), startIperfServer(tpA.Resource)); err != nil {
+		return nil, err
+	}
+	veth := &benchPath{Name: "veth", Available: true, from: tpA.Client, to: tpA.Gateway.IPv4,
+		Desc: "no tunnel: client → NAT → internet → gateway's address (the underlay the tunnels use)"}
+	wg, err := setupRawWG(tpA, wgBin, cfg.MTU)
+	if err != nil {
+		return nil, fmt.Errorf("raw wireguard-go: %w", err)
+	}
+	wgPath := &benchPath{Name: "wireguard-go", Available: true, from: tpA.Client, to: tpA.Resource.IPv4,
+		Desc:  fmt.Sprintf("raw wireguard-go point-to-point (MTU %d): client → gateway → resource", cfg.MTU),
+		procs: []namedPid{{"wireguard-go client", wg.client.proc.Pid()}, {"wireguard-go gateway", wg.gateway.proc.Pid()}}}
+	rep.Paths = []*benchPath{wgPath, veth}
+
+	root := moduleRoot()
+	gzNote := gozoneAvailability(root)
+	for _, g := range gozonePathNames {
+		rep.Paths = append(rep.Paths, &benchPath{Name: g.name, Desc: g.desc, Note: gzNote})
+	}
+
+	var avail []*benchPath
+	for _, p := range rep.Paths {
+		if p.Available {
+			p.cpuTicks = map[string]uint64{}
+			avail = append(avail, p)
+		}
+	}
+	for _, tc := range rep.Tests {
+		cells := map[string]*cell{}
+		for _, p := range rep.Paths {
+			c := &cell{Test: tc.Name, Path: p.Name, Available: p.Available}
+			cells[p.Name] = c
+			rep.Results = append(rep.Results, c)
+		}
+		// Alternate the paths within each round (A B A B …) so that a
+		// swing in CPU steal hits all of them alike.
+		for r := 0; r < cfg.Rounds; r++ {
+			for _, p := range avail {
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				rec := measure(ctx, p, tc, cfg.Duration)
+				rec.Round = r
+				if rec.Error != "" {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s/%s round %d: %s", tc.Name, p.Name, r, rec.Error))
+				} else if rec.Bytes == 0 {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s/%s round %d: no traffic", tc.Name, p.Name, r))
+				}
+				cells[p.Name].Runs = append(cells[p.Name].Runs, rec)
+			}
+		}
+		for _, c := range cells {
+			summarize(c, cells["wireguard-go"], tc.UDP)
+		}
+	}
+	for _, p := range avail {
+		if len(p.procs) == 0 || p.bytes == 0 {
+			continue
+		}
+		p.CPUSecondsPerGB = map[string]float64{}
+		for _, np := range p.procs {
+			p.CPUSecondsPerGB[np.name] = float64(p.cpuTicks[np.name]) / clockTicks / (float64(p.bytes) / 1e9)
+		}
+	}
+
+	// Connection set-up: raw wireguard-go as the reference (handshake + one
+	// round trip), gozone direct when it exists.
+	echo := netip.AddrPortFrom(tpA.Resource.IPv4, 7)
+	if err := tpA.Resource.UDPSourceEcho(echo); err != nil {
+		return rep, err
+	}
+	ds, err := wg.setupTimes(ctx, tpA.Client, echo, cfg.SetupN)
+	sr := &setupResult{Path: "wireguard-go", What: "new peer: first UDP packet → first reply (handshake + 1 RTT)", N: len(ds)}
+	for _, d := range ds {
+		sr.AllMs = append(sr.AllMs, float64(d.Microseconds())/1000)
+	}
+	sr.MedianMs = median(sr.AllMs)
+	if err != nil {
+		sr.Note = err.Error()
+		rep.Problems = append(rep.Problems, "wireguard-go set-up: "+err.Error())
+	}
+	rep.Setup = append(rep.Setup, sr, &setupResult{Path: "gozone-direct", What: "first packet → first reply, fresh connection", Note: gzNote})
+
+	stealEnd, _ := readCPUTimes()
+	rep.StealTotal = stealPercent(stealStart, stealEnd)
+	rep.ElapsedS = time.Since(rep.Started).Seconds()
+	return rep, nil
+}
+
+// measure runs one iperf3 test on p and charges the path's processes' CPU.
+func measure(ctx context.Context, p *benchPath, tc test, d time.Duration) runRec {
+	before := map[string]uint64{}
+	for _, np := range p.procs {
+		before[np.name], _ = procCPUTicks(np.pid)
+	}
+	s0, _ := readCPUTimes()
+	res, err := runIperf(ctx, p.from, p.to, tc, d)
+	s1, _ := readCPUTimes()
+	rec := runRec{iperfResult: res, StealPercent: stealPercent(s0, s1)}
+	if err != nil {
+		rec.Error = err.Error()
+		return rec
+	}
+	for _, np := range p.procs {
+		after, err := procCPUTicks(np.pid)
+		if err == nil && after >= before[np.name] {
+			p.cpuTicks[np.name] += after - before[np.name]
+		}
+	}
+	p.bytes += res.Bytes
+	return rec
+}
+
+// summarize fills a cell's medians and its ratio against wireguard-go,
+// round by round.
+func summarize(c, wg *cell, udp bool) {
+	var gbps, loss, ratios []float64
+	for _, r := range c.Runs {
+		if r.Error != "" {
+			continue
+		}
+		gbps = append(gbps, r.Gbps)
+		loss = append(loss, r.LostPercent)
+		for _, w := range wg.Runs {
+			if w.Round == r.Round && w.Error == "" && w.Gbps > 0 {
+				ratios = append(ratios, r.Gbps/w.Gbps)
+			}
+		}
+	}
+	if len(gbps) == 0 {
+		return
+	}
+	c.MedianGbps = median(gbps)
+	if udp {
+		m := median(loss)
+		c.MedianLossPercent = &m
+	}
+	if len(ratios) > 0 {
+		m := median(ratios)
+		c.MedianRatioVsWG = &m
+	}
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
