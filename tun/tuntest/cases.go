@@ -141,7 +141,9 @@ func (s *suite) testOrder(t *testing.T) {
 	const rounds = 16
 	for _, f := range h.families() {
 		t.Run(f.name, func(t *testing.T) {
-			bufs, _ := makeBufs(bs, 16, b.mtu)
+			// More bufs than BatchSize: the device must still return at
+			// most BatchSize packets per call (checked by readOut).
+			bufs, _ := makeBufs(bs+3, 16, b.mtu)
 			e := b.expect()
 			for r := range rounds {
 				pkts := b.batch(f, true, bs, uint32(r*bs))

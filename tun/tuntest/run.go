@@ -97,8 +97,8 @@ func readOutErr(h *Harness, e *expect, bufs [][]byte, offset int, timeout time.D
 		if err != nil {
 			return fmt.Errorf("PollRecvMany: %v (still missing %s)", err, e.missing())
 		}
-		if n < 1 || n > len(bufs) {
-			return fmt.Errorf("PollRecvMany returned n=%d with nil error for %d bufs", n, len(bufs))
+		if n < 1 || n > len(bufs) || n > h.Dev.BatchSize() {
+			return fmt.Errorf("PollRecvMany returned n=%d with nil error for %d bufs (BatchSize %d)", n, len(bufs), h.Dev.BatchSize())
 		}
 		for i := range n {
 			sz := sizes[i]
