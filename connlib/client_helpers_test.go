@@ -195,6 +195,8 @@ type scriptedGateway struct {
 	ipv4  netip.Addr
 	mu    sync.Mutex
 	authz int
+	init  chan struct{}
+	once  sync.Once
 }
 
 func startScriptedGateway(t *testing.T, p *devportal.Portal) *scriptedGateway {
@@ -204,7 +206,7 @@ func startScriptedGateway(t *testing.T, p *devportal.Portal) *scriptedGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &scriptedGateway{t: t, node: node, lan: lan}
+	g := &scriptedGateway{t: t, node: node, lan: lan, init: make(chan struct{})}
 	pc, err := phoenix.NewClient(phoenix.ClientConfig{
 		URL: p.URL() + "/gateway/v2", Token: ctGatewayToken, Topic: portal.TopicGateway,
 		UserAgent: portal.UserAgent(portal.OSInfo{Type: "Ubuntu", Version: "24.04", Arch: "x86_64", Kernel: "6.8.0"}, portal.ComponentGateway, "1.6.1"),
@@ -228,6 +230,11 @@ func startScriptedGateway(t *testing.T, p *devportal.Portal) *scriptedGateway {
 		node.Close()
 		lan.Close()
 	})
+	select {
+	case <-g.init:
+	case <-time.After(clientWait):
+		t.Fatal("scripted gateway: no init")
+	}
 	return g
 }
 
@@ -258,6 +265,7 @@ func (g *scriptedGateway) portalLoop() {
 				}
 			}
 			_ = g.node.UpdateRelays(relays, nil)
+			g.once.Do(func() { close(g.init) })
 		case *portal.CreateAuthorization:
 			pk, _ := snownet.ParseKey(pl.Client.PublicKey)
 			psk, _ := snownet.ParseKey(pl.Client.PresharedKey)

@@ -2,12 +2,16 @@ package connlib
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/gozone/gozone/connlib/ippacket"
+	"github.com/gozone/gozone/connlib/routing"
 	"github.com/gozone/gozone/connlib/snownet"
+	"github.com/gozone/gozone/tun"
 )
 
 // TestClientThinSlice is the end-to-end slice in one process: the
@@ -116,5 +120,61 @@ func TestClientNoRouteDropped(t *testing.T) {
 	}
 	if n := tc.c.pending.Len(clientTarget{}); n != 0 {
 		t.Fatalf("buffered %d", n)
+	}
+}
+
+// TestClientTokenRejected: a token the portal refuses ends Run with
+// ErrClientTokenRejected.
+func TestClientTokenRejected(t *testing.T) {
+	p := startClientTestPortal(t, "")
+	tc := startTestClient(t, p, "client-token-nobody-00000", nil)
+	select {
+	case err := <-tc.done:
+		if !errors.Is(err, ErrClientTokenRejected) {
+			t.Fatalf("Run: %v, want ErrClientTokenRejected", err)
+		}
+		tc.done <- err // for the cleanup
+	case <-time.After(clientWait):
+		t.Fatal("Run did not fail")
+	}
+}
+
+// TestClientMalformedPortalMessages: garbage from the portal is logged and
+// ignored; the session state stays as it was.
+func TestClientMalformedPortalMessages(t *testing.T) {
+	app, dev := tun.NewMemPair(tun.MemConfig{Name: "bad"})
+	defer app.Close()
+	c, err := NewClient(ClientConfig{Tun: dev, FirezoneID: "x", HostIP: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.node.Close()
+	s := newClientState(c)
+	defer s.close()
+	s.ctx = context.Background()
+	good := `{"interface":{"ipv4":"100.64.0.9","ipv6":"fd00:2021:1111::9","upstream_do53":[]},
+		"resources":[{"id":"7b0ac0a4-3b1e-4f5a-9c2d-1e2f3a4b5c6d","type":"cidr","address":"10.5.0.0/16","name":"x","sites":[]}],"relays":[]}`
+	s.onPortalMessage("init", []byte(good))
+	for _, m := range []struct{ event, payload string }{
+		{"init", `{"interface":`},
+		{"init", `[]`},
+		{"authorization_created", `{"resource_id":"7b0ac0a4-3b1e-4f5a-9c2d-1e2f3a4b5c6d","gateway_id":"g","gateway_public_key":"bad","preshared_key":"bad"}`},
+		{"authorization_created", `{"resource_id":"nope","gateway_id":"g"}`},
+		{"resource_created_or_updated", `{"id":"x","type":"cidr","address":"not-a-prefix"}`},
+		{"resource_created_or_updated", `{"id":"y","type":"teleporter"}`},
+		{"resource_deleted", `42`},
+		{"ice_candidates", `{"gateway_id":"g","candidates":["garbage"]}`},
+		{"relays_presence", `{"connected":[{"id":"r","type":"turn","addr":"nope"}]}`},
+		{"config_changed", `null`},
+		{"what_is_this", `{}`},
+		{"authorization_creation_failed", `{"resource_id":"7b0ac0a4-3b1e-4f5a-9c2d-1e2f3a4b5c6d","reason":"brand_new_reason"}`},
+	} {
+		s.onPortalMessage(m.event, []byte(m.payload))
+	}
+	if len(s.resources) != 1 || s.ipv4 != netip.MustParseAddr("100.64.0.9") || len(s.gateways) != 0 {
+		t.Fatalf("state changed: %d resources, ipv4 %v, %d gateways", len(s.resources), s.ipv4, len(s.gateways))
+	}
+	if _, kind := c.table.LookupKind(netip.MustParseAddr("10.5.1.1")); kind != routing.KindCIDR {
+		t.Fatal("route lost")
 	}
 }

@@ -285,6 +285,10 @@ func (s *clientState) onInit(m *portal.ClientInit) {
 
 // applyInterface takes the tunnel addresses and DNS settings.
 func (s *clientState) applyInterface(iface portal.ClientInterface) {
+	if !iface.IPv4.IsValid() && !iface.IPv6.IsValid() {
+		s.log.Warn("ignoring interface configuration without addresses")
+		return
+	}
 	s.ipv4, s.ipv6 = iface.IPv4.Addr, iface.IPv6.Addr
 	search := ""
 	if iface.SearchDomain != nil {

@@ -1,0 +1,162 @@
+package connlib
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gozone/gozone/connlib/dns"
+	"github.com/gozone/gozone/connlib/dns/p2pcontrol"
+	"github.com/gozone/gozone/connlib/ippacket"
+)
+
+func clientTestQuery(t testing.TB, name string, qtype uint16) []byte {
+	t.Helper()
+	m := new(mdns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Id = 0x4242
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startFakeUpstream serves DNS on addr:53 (UDP): every A question gets
+// 192.0.2.55.
+func startFakeUpstream(t *testing.T, addr string) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(addr, "53"))
+	if err != nil {
+		t.Skipf("cannot bind a fake upstream on %s:53: %v", addr, err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		if len(r.Question) == 1 && r.Question[0].Qtype == mdns.TypeA {
+			rr, _ := mdns.NewRR(r.Question[0].Name + " 60 IN A 192.0.2.55")
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+}
+
+// dnsExchange sends a query from the application to a sentinel through
+// the client's Tun and returns the parsed reply.
+func dnsExchange(t *testing.T, tc *testClient, sentinel netip.Addr, port uint16, q []byte) *mdns.Msg {
+	t.Helper()
+	src := netip.AddrPortFrom(tc.c.Status().IPv4, port)
+	memSend(t, tc.app, clientUDPPacket(nil, src, netip.AddrPortFrom(sentinel, 53), q))
+	p := memRecv(t, tc.app, clientWait, udpTo(src))
+	if p.Src() != sentinel || p.SrcPort() != 53 {
+		t.Fatalf("reply from %v:%d, want the sentinel", p.Src(), p.SrcPort())
+	}
+	m := new(mdns.Msg)
+	if err := m.Unpack(p.Payload()[8:]); err != nil {
+		t.Fatalf("reply does not parse: %v", err)
+	}
+	if m.Id != 0x4242 {
+		t.Fatalf("reply id %x", m.Id)
+	}
+	return m
+}
+
+// TestClientDNS covers DNS interception end to end in one process: local
+// answers with proxy IPs for a DNS resource (A and AAAA, stable), upstream
+// forwarding for other names, and then a packet to a proxy IP: access is
+// requested, the client sends assigned_ips to the gateway through the
+// tunnel and retries it until domain_status arrives, and only then the
+// buffered packet is delivered.
+func TestClientDNS(t *testing.T) {
+	const upstream = "127.0.77.1"
+	startFakeUpstream(t, upstream)
+	p := startClientTestPortal(t, "")
+	gw := startScriptedGateway(t, p)
+	tc := startTestClient(t, p, ctClientToken, func(cfg *ClientConfig) {
+		cfg.SystemResolvers = []netip.Addr{netip.MustParseAddr(upstream)}
+	})
+	tc.waitReady(t)
+	st := tc.c.Status()
+	if len(st.DNS) != 1 || !dns.IsSentinel(st.DNS[0]) {
+		t.Fatalf("DNS servers %v", st.DNS)
+	}
+	sentinel := st.DNS[0]
+
+	a := dnsExchange(t, tc, sentinel, 5353, clientTestQuery(t, "web.app.corp.", mdns.TypeA))
+	if a.Rcode != mdns.RcodeSuccess || len(a.Answer) != 4 {
+		t.Fatalf("A answer: %v", a)
+	}
+	var v4 []netip.Addr
+	for _, rr := range a.Answer {
+		ar, ok := rr.(*mdns.A)
+		if !ok || ar.Hdr.Ttl != 1 {
+			t.Fatalf("answer %v", rr)
+		}
+		ip, _ := netip.AddrFromSlice(ar.A.To4())
+		if !dns.ProxyRangeV4.Contains(ip) {
+			t.Fatalf("proxy IP %v outside the range", ip)
+		}
+		v4 = append(v4, ip)
+	}
+	aaaa := dnsExchange(t, tc, sentinel, 5354, clientTestQuery(t, "web.app.corp.", mdns.TypeAAAA))
+	if len(aaaa.Answer) != 4 {
+		t.Fatalf("AAAA answer: %v", aaaa)
+	}
+	again := dnsExchange(t, tc, sentinel, 5355, clientTestQuery(t, "WEB.app.corp.", mdns.TypeA))
+	if again.Answer[0].(*mdns.A).A.String() != v4[0].String() {
+		t.Fatal("proxy IPs are not stable")
+	}
+	up := dnsExchange(t, tc, sentinel, 5356, clientTestQuery(t, "example.org.", mdns.TypeA))
+	if len(up.Answer) != 1 || up.Answer[0].(*mdns.A).A.String() != "192.0.2.55" {
+		t.Fatalf("upstream answer: %v", up)
+	}
+
+	// A packet to a proxy IP.
+	src := netip.AddrPortFrom(st.IPv4, 41000)
+	dst := netip.AddrPortFrom(v4[1], 443)
+	memSend(t, tc.app, clientUDPPacket(nil, src, dst, []byte("to-dns-resource")))
+	isCtl := func(p ippacket.Packet) bool { return !p.Is4() && p.Protocol() == ippacket.P2PControlProto }
+	first := memRecv(t, gw.lan, clientWait, isCtl)
+	// Do not answer the first one: the client must retry.
+	second := memRecv(t, gw.lan, clientWait, isCtl)
+	clientSetControlAddrs(second.Bytes(), netip.IPv6Unspecified(), netip.IPv6Unspecified())
+	msg, err := p2pcontrol.Decode(second.Bytes())
+	if err != nil || msg.Event != p2pcontrol.EventAssignedIPs {
+		t.Fatalf("control message %v %v", msg, err)
+	}
+	ai := msg.AssignedIPs
+	if ai.Domain != "web.app.corp" || len(ai.ProxyIPs) != 8 || ai.ProxyIPs[0] != v4[0] {
+		t.Fatalf("assigned_ips %+v", ai)
+	}
+	if first.Src() != st.IPv6 {
+		t.Fatalf("control packet from %v, want the client's tunnel IPv6", first.Src())
+	}
+	// The buffered packet must still wait for domain_status.
+	if _, ok := memTryRecv(gw.lan, 500*time.Millisecond, udpTo(dst)); ok {
+		t.Fatal("packet delivered before domain_status")
+	}
+	reply, err := p2pcontrol.AppendDomainStatus(nil, p2pcontrol.DomainStatus{Resource: ai.Resource, Domain: ai.Domain, Status: p2pcontrol.StatusActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientSetControlAddrs(reply, first.Dst(), first.Src())
+	memSend(t, gw.lan, reply)
+	got := memRecv(t, gw.lan, clientWait, udpTo(dst))
+	if string(got.Payload()[8:]) != "to-dns-resource" {
+		t.Fatalf("payload %q", got.Payload()[8:])
+	}
+	// Answered: no more retries.
+	time.Sleep(2500 * time.Millisecond)
+	if _, ok := memTryRecv(gw.lan, 100*time.Millisecond, isCtl); ok {
+		// One retry may have been in flight while the answer travelled;
+		// after it nothing more may come.
+		if _, ok := memTryRecv(gw.lan, 3*time.Second, isCtl); ok {
+			t.Fatal("assigned_ips still retried after domain_status")
+		}
+	}
+}
