@@ -206,7 +206,7 @@ func (p *Pipeline) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		n, err := p.tun.PollRecvMany(ctx, bufs, sizes, offset)
 		if err != nil {
-			if p.closed.Load() || errors.Is(err, ErrTunClosed) || errors.Is(err, os.ErrClosed) {
+			if p.closed.Load() || errors.Is(err, os.ErrClosed) {
 				return 0, os.ErrClosed
 			}
 			if errors.Is(err, context.Canceled) {
@@ -259,15 +259,22 @@ func (p *Pipeline) Write(bufs [][]byte, offset int) (int, error) {
 	if len(out) == 0 {
 		return len(bufs), nil
 	}
-	if err := p.tun.SendReady(p.closeCtx); err != nil {
-		return 0, os.ErrClosed
-	}
-	// Packets the Tun does not accept are dropped and counted by the Tun.
-	if _, err := p.tun.Send(out, offset); err != nil {
-		if p.closed.Load() || errors.Is(err, ErrTunClosed) || errors.Is(err, os.ErrClosed) {
+	// wireguard-go hands over up to its own batch size; the Tun may take
+	// fewer per call. Packets the Tun does not accept are dropped and
+	// counted by the Tun.
+	bs := p.tun.BatchSize()
+	for len(out) > 0 {
+		chunk := out[:min(len(out), bs)]
+		if err := p.tun.SendReady(p.closeCtx); err != nil {
 			return 0, os.ErrClosed
 		}
-		return 0, err
+		if _, err := p.tun.Send(chunk, offset); err != nil {
+			if p.closed.Load() || errors.Is(err, os.ErrClosed) {
+				return 0, os.ErrClosed
+			}
+			return 0, err
+		}
+		out = out[len(chunk):]
 	}
 	return len(bufs), nil
 }
