@@ -195,6 +195,7 @@ type scriptedGateway struct {
 	ipv4  netip.Addr
 	mu    sync.Mutex
 	authz int
+	keys  []string // client public keys seen in create_authorization
 	init  chan struct{}
 	once  sync.Once
 }
@@ -278,6 +279,7 @@ func (g *scriptedGateway) portalLoop() {
 			if err == nil {
 				g.mu.Lock()
 				g.authz++
+				g.keys = append(g.keys, pl.Client.PublicKey)
 				g.mu.Unlock()
 				g.push(portal.EventAuthorizationCreated, portal.AuthorizationRef{Ref: pl.Ref})
 			}
@@ -298,6 +300,12 @@ func (g *scriptedGateway) nodeLoop() {
 			g.push(portal.EventNoRelays, portal.Empty{})
 		}
 	}
+}
+
+func (g *scriptedGateway) clientKeys() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.keys...)
 }
 
 func (g *scriptedGateway) authorizations() int {
