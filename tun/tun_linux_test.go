@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/gozone/gozone/internal/netns"
@@ -328,4 +329,23 @@ func TestLinuxRoutes(t *testing.T) {
 	if a := l.Attrs(); a.MTU != DefaultMTU || a.TxQLen != DefaultTxQueueLen || a.Flags&net.FlagUp == 0 {
 		t.Fatalf("link attrs: mtu %d txqlen %d flags %v", a.MTU, a.TxQLen, a.Flags)
 	}
+}
+
+// LinuxTun has exactly connlib.Tun's method set (tuntest.Device mirrors it).
+var _ tuntest.Device = (*LinuxTun)(nil)
+
+// TestLinuxNoGoroutineLeak: Close stops every goroutine the device started
+// (a reader and a write worker per queue), also with traffic in flight.
+func TestLinuxNoGoroutineLeak(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ns, dev := newTunNS(t, LinuxConfig{Queues: 3})
+	sock := udpIn(t, ns, netip.AddrPortFrom(tunLocal4, 0))
+	for i := range 500 { // more than the device's batches can hold unread
+		_, _ = sock.WriteToUDPAddrPort([]byte{byte(i)}, netip.AddrPortFrom(tunRemote4, uint16(1000+i)))
+	}
+	bufs := withRoom([][]byte{tuntest.UDP(netip.AddrPortFrom(tunRemote4, 1), netip.AddrPortFrom(tunLocal4, 2), nil)})
+	if _, err := dev.Send(bufs, hdrRoom); err != nil {
+		t.Fatal(err)
+	}
+	must(t, dev.Close())
 }
