@@ -11,7 +11,8 @@
 // endpoint-independently (plain masquerade: hole punching works) or
 // symmetrically (`masquerade random,fully-random`: a new outside port per
 // destination, so only a relay works), or not at all (NATNone: the LAN is
-// routed and reachable from the internet like a public host). The resource
+// routed and reachable from the internet like a public host). NAT routers
+// also drop new inbound TCP/UDP addressed to themselves (default deny). The resource
 // network hangs off the gateway only, so it is reachable from the gateway's
 // namespace and from nowhere else.
 //
@@ -261,8 +262,13 @@ func Build(t testing.TB, o Options) *Topology {
 		switch nat {
 		case NATEndpointIndependent:
 			b.do(router.NS.Masquerade("wan0", netns.EndpointIndependent))
+			// Default deny inbound, as home routers do; without it a
+			// peer's early probe would disturb the mapping (see
+			// netns.DropInboundNew) and hole punching would fail.
+			b.do(router.NS.DropInboundNew("wan0"))
 		case NATSymmetric:
 			b.do(router.NS.Masquerade("wan0", netns.Symmetric))
+			b.do(router.NS.DropInboundNew("wan0"))
 		case NATNone:
 			// A routed site: every other internet host learns the LAN.
 			for _, o := range []*Host{tp.ClientRouter, tp.GatewayRouter, tp.Portal, tp.Relay} {

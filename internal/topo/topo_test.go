@@ -3,6 +3,7 @@ package topo
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -268,4 +269,84 @@ func (f *fatalRecorder) Helper() {}
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.failed = true
 	panic(fmt.Sprintf(format, args...))
+}
+
+// punch runs a simultaneous-open UDP hole punch between the client and the
+// gateway: each learns its outside address from the portal's reflector,
+// then both send to the other's learned address until each has heard the
+// other (bounded). It reports whether both directions got through.
+func punch(t *testing.T, tp *Topology) bool {
+	t.Helper()
+	refl := netip.AddrPortFrom(tp.Portal.IPv4, 3478)
+	must(t, tp.Portal.UDPSourceEcho(refl))
+	cc, err := tp.Client.ListenUDP(netip.AddrPortFrom(tp.Client.IPv4, 0))
+	must(t, err)
+	gc, err := tp.Gateway.ListenUDP(netip.AddrPortFrom(tp.Gateway.IPv4, 0))
+	must(t, err)
+	learn := func(c *net.UDPConn) netip.AddrPort {
+		buf := make([]byte, 128)
+		for i := 0; i < 5; i++ {
+			_, _ = c.WriteToUDPAddrPort([]byte("?"), refl)
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err == nil && from == refl {
+				ap, err := netip.ParseAddrPort(string(buf[:n]))
+				must(t, err)
+				return ap
+			}
+		}
+		t.Fatal("no answer from the reflector")
+		return netip.AddrPort{}
+	}
+	cOut, gOut := learn(cc), learn(gc)
+	var heardC, heardG atomic.Bool // client heard gateway, gateway heard client
+	listen := func(c *net.UDPConn, peer netip.AddrPort, heard *atomic.Bool) {
+		buf := make([]byte, 128)
+		_ = c.SetReadDeadline(time.Now().Add(4 * time.Second))
+		for {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if string(buf[:n]) == "punch" {
+				heard.Store(true)
+			}
+		}
+	}
+	done := make(chan struct{}, 2)
+	go func() { listen(cc, gOut, &heardC); done <- struct{}{} }()
+	go func() { listen(gc, cOut, &heardG); done <- struct{}{} }()
+	// The client starts first, so its probe hits the gateway's router
+	// before the gateway has sent anything, the hard case.
+	for i := 0; i < 20 && !(heardC.Load() && heardG.Load()); i++ {
+		_, _ = cc.WriteToUDPAddrPort([]byte("punch"), gOut)
+		time.Sleep(20 * time.Millisecond)
+		_, _ = gc.WriteToUDPAddrPort([]byte("punch"), cOut)
+		time.Sleep(80 * time.Millisecond)
+	}
+	_ = cc.SetReadDeadline(time.Now())
+	_ = gc.SetReadDeadline(time.Now())
+	<-done
+	<-done
+	return heardC.Load() && heardG.Load()
+}
+
+// TestHolePunch: two endpoint-independent NATs let a simultaneous open
+// through; a symmetric NAT on one side defeats it (what forces a relay).
+func TestHolePunch(t *testing.T) {
+	netns.RequireRoot(t)
+	for _, c := range []struct {
+		client, gateway NAT
+		want            bool
+	}{
+		{NATEndpointIndependent, NATEndpointIndependent, true},
+		{NATSymmetric, NATEndpointIndependent, false},
+	} {
+		t.Run(c.client.String()+"-"+c.gateway.String(), func(t *testing.T) {
+			tp := Build(t, Options{ClientNAT: c.client, GatewayNAT: c.gateway})
+			if got := punch(t, tp); got != c.want {
+				t.Fatalf("hole punch succeeded=%v, want %v", got, c.want)
+			}
+		})
+	}
 }
