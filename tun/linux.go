@@ -34,6 +34,9 @@ const (
 	// (being filled, waiting in the ready channel, being consumed). Two lets
 	// the reader fill one while the consumer drains the other.
 	batchesPerQueue = 2
+	// maxConcurrentSends is how many Send calls can run at once without
+	// allocating scratch space.
+	maxConcurrentSends = 8
 )
 
 // LinuxConfig configures CreateLinux. The zero value of every field but Name
@@ -152,7 +155,7 @@ type LinuxTun struct {
 	recvTok chan struct{}
 	cur     *rxBatch
 
-	sendPool sync.Pool // *sendScratch
+	scratch chan *sendScratch // free list of Send scratch space
 
 	nlMu    sync.Mutex // serializes netlink use
 	nl      *netlink.Handle

@@ -53,6 +53,7 @@ func CreateLinux(cfg LinuxConfig, logger *zap.Logger) (*LinuxTun, error) {
 		log:      logger.With(zap.String("tun", cfg.Name)),
 		ready:    make(chan *rxBatch, cfg.Queues*batchesPerQueue),
 		recvTok:  make(chan struct{}, 1),
+		scratch:  make(chan *sendScratch, maxConcurrentSends),
 		nl:       nl,
 		closed:   make(chan struct{}),
 	}

@@ -27,8 +27,10 @@ type writeResult struct {
 	closed   bool
 }
 
-// sendScratch is per-Send-call scratch space, pooled so Send does not
-// allocate: the per-queue groups and the channel parallel groups report on.
+// sendScratch is per-Send-call scratch space, kept on a free list so Send
+// does not allocate: the per-queue groups and the channel parallel groups
+// report on. (A free list rather than sync.Pool: it survives GCs, so the
+// steady state allocates nothing at all.)
 type sendScratch struct {
 	groups [][][]byte // [queue][]packet buffers, in Send order
 	done   chan writeResult
@@ -39,8 +41,10 @@ type sendScratch struct {
 }
 
 func (t *LinuxTun) getScratch() *sendScratch {
-	if s, ok := t.sendPool.Get().(*sendScratch); ok {
+	select {
+	case s := <-t.scratch:
 		return s
+	default:
 	}
 	s := &sendScratch{groups: make([][][]byte, len(t.queues)), done: make(chan writeResult, len(t.queues))}
 	for i := range s.groups {
@@ -54,7 +58,10 @@ func (t *LinuxTun) putScratch(s *sendScratch) {
 		clear(s.groups[i]) // drop references to the caller's buffers
 		s.groups[i] = s.groups[i][:0]
 	}
-	t.sendPool.Put(s)
+	select {
+	case t.scratch <- s:
+	default: // more concurrent Sends than slots: let the GC have it
+	}
 }
 
 // SendReady implements connlib.Tun. A kernel TUN never holds packets for
