@@ -46,11 +46,15 @@ type benchPath struct {
 	// per GB received by iperf3, over all runs of the path.
 	CPUSecondsPerGB map[string]float64 `json:"cpu_seconds_per_gb,omitempty"`
 
-	from     *topo.Host
-	to       netip.Addr
-	procs    []namedPid
-	cpuTicks map[string]uint64
-	bytes    uint64
+	from *topo.Host
+	to   netip.Addr
+	// relayHost, when set, is the relay's host: every run checks from its
+	// received bytes that the path went through it (relayed) or not.
+	relayHost *topo.Host
+	relayed   bool
+	procs     []namedPid
+	cpuTicks  map[string]uint64
+	bytes     uint64
 }
 
 type namedPid struct {
@@ -63,7 +67,10 @@ type runRec struct {
 	Round int `json:"round"`
 	iperfResult
 	StealPercent float64 `json:"steal_percent"`
-	Error        string  `json:"error,omitempty"`
+	// RelayShare is the relay host's received bytes over the payload
+	// (gozone paths): ≥ 1 when relayed, ≈ 0 when direct.
+	RelayShare *float64 `json:"relay_share,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // cell is one test on one path.
@@ -128,13 +135,13 @@ func run(t testing.TB, cfg config) (*report, error) {
 	}
 	stealStart, _ := readCPUTimes()
 
+	dir, err := os.MkdirTemp("", "gozone-bench-")
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	wgBin := cfg.WGBin
 	if wgBin == "" {
-		dir, err := os.MkdirTemp("", "gozone-bench-")
-		if err != nil {
-			return nil, err
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
 		if wgBin, err = buildWireGuardGo(ctx, dir); err != nil {
 			return nil, err
 		}
@@ -159,9 +166,36 @@ func run(t testing.TB, cfg config) (*report, error) {
 	rep.Paths = []*benchPath{wgPath, veth}
 
 	root := moduleRoot()
-	gzNote := gozoneAvailability(root)
+	missing := gozoneMissing(root)
+	var bins gozoneBins
+	if missing == "" {
+		if bins, err = buildGozone(ctx, root, dir); err != nil {
+			missing = "not available: " + err.Error()
+			rep.Problems = append(rep.Problems, missing)
+		}
+	}
+	var direct *gozoneDeploy // for the set-up time
 	for _, g := range gozonePathNames {
-		rep.Paths = append(rep.Paths, &benchPath{Name: g.name, Desc: g.desc, Note: gzNote})
+		p := &benchPath{Name: g.name, Desc: g.desc, Note: missing}
+		rep.Paths = append(rep.Paths, p)
+		if missing != "" {
+			continue
+		}
+		tp := topo.Build(t, topo.Options{ClientNAT: g.client, GatewayNAT: g.gateway})
+		if err := startIperfServer(tp.Resource); err != nil {
+			return nil, err
+		}
+		d, err := deployGozone(ctx, tp, bins, dir, g.tunThreads)
+		if err != nil {
+			p.Note = "failed to come up: " + err.Error()
+			rep.Problems = append(rep.Problems, g.name+": "+p.Note)
+			continue
+		}
+		p.Available, p.from, p.to, p.procs = true, tp.Client, tp.Resource.IPv4, d.procs()
+		p.relayHost, p.relayed = tp.Portal, g.relayed
+		if direct == nil && !g.relayed {
+			direct = d
+		}
 	}
 
 	var avail []*benchPath
@@ -225,7 +259,23 @@ func run(t testing.TB, cfg config) (*report, error) {
 		sr.Note = err.Error()
 		rep.Problems = append(rep.Problems, "wireguard-go set-up: "+err.Error())
 	}
-	rep.Setup = append(rep.Setup, sr, &setupResult{Path: "gozone-direct", What: "first packet → first reply, fresh connection", Note: gzNote})
+	rep.Setup = append(rep.Setup, sr)
+	gs := &setupResult{Path: "gozone-direct", What: "client restarted: first packet → first reply on a fresh connection", Note: missing}
+	if direct != nil {
+		ds, err := direct.setupTimes(ctx, cfg.SetupN)
+		gs.N, gs.Note = len(ds), ""
+		for _, d := range ds {
+			gs.AllMs = append(gs.AllMs, float64(d.Microseconds())/1000)
+		}
+		gs.MedianMs = median(gs.AllMs)
+		if err != nil {
+			gs.Note = err.Error()
+			rep.Problems = append(rep.Problems, "gozone set-up: "+err.Error())
+		}
+	} else if missing == "" {
+		gs.Note = "no gozone direct path came up"
+	}
+	rep.Setup = append(rep.Setup, gs)
 
 	stealEnd, _ := readCPUTimes()
 	rep.StealTotal = stealPercent(stealStart, stealEnd)
@@ -239,6 +289,10 @@ func measure(ctx context.Context, p *benchPath, tc test, d time.Duration) runRec
 	for _, np := range p.procs {
 		before[np.name], _ = procCPUTicks(np.pid)
 	}
+	var rx0 uint64
+	if p.relayHost != nil {
+		rx0 = rxBytes(p.relayHost)
+	}
 	s0, _ := readCPUTimes()
 	res, err := runIperf(ctx, p.from, p.to, tc, d)
 	s1, _ := readCPUTimes()
@@ -246,6 +300,16 @@ func measure(ctx context.Context, p *benchPath, tc test, d time.Duration) runRec
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
+	}
+	if p.relayHost != nil && res.Bytes > 0 {
+		share := float64(rxBytes(p.relayHost)-rx0) / float64(res.Bytes)
+		rec.RelayShare = &share
+		switch {
+		case p.relayed && share < 0.5:
+			rec.Error = fmt.Sprintf("expected relayed, but the relay received only %.0f%% of the payload", 100*share)
+		case !p.relayed && share > 0.5:
+			rec.Error = fmt.Sprintf("expected direct, but the relay received %.0f%% of the payload", 100*share)
+		}
 	}
 	for _, np := range p.procs {
 		after, err := procCPUTicks(np.pid)

@@ -16,9 +16,12 @@
 //	go run ./examples/bench --short    # each path briefly; exit 1 if one carries nothing
 //	go run ./examples/bench --json     # one JSON object with every figure
 //
-// gozone's own paths (direct with 1 and 2 gateway TUN queues, relayed)
-// appear as "not available yet" until the gateway and client binaries are
-// wired in (see gozone.go); no figure is ever made up.
+// gozone's own paths (direct with 1 and 2 gateway TUN queues, relayed, each
+// with the development portal and its TURN relay; see gozone.go) are built
+// and measured when gateway/ and client/ exist, and appear as "not
+// available yet" before that; no figure is ever made up. A gozone path that
+// exists but does not come up, or takes the wrong route (relayed vs direct,
+// checked from the relay host's byte counter), is a problem: exit 1.
 package main
 
 import (
