@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/gozone/gozone/connlib"
+	"github.com/gozone/gozone/internal/cli"
+	"github.com/gozone/gozone/internal/linuxnet"
+	"github.com/gozone/gozone/tun"
+)
+
+// runClient does everything after flag parsing. The returned error is the
+// one line printed before exiting 1.
+func runClient(c config, stderr io.Writer) error {
+	token, err := cli.ClientToken(c.tokenPath)
+	if err != nil {
+		return err
+	}
+	id := c.id
+	if id == "" {
+		if id, err = cli.LoadOrCreateClientID(cli.DefaultClientIDPath); err != nil {
+			return err
+		}
+	}
+	w, closeLog, err := openLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	log, err := cli.NewLogger(c.logFormat, c.logLevel, w)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	if c.check {
+		log.Info("configuration is valid")
+		return nil
+	}
+	exe, _ := os.Executable()
+	if err := cli.CheckNetAdmin(exe); err != nil {
+		return err
+	}
+
+	dnsCtl, err := linuxnet.NewDNSController(c.dnsControl, c.tunName, c.resolvConf)
+	if err != nil {
+		return err
+	}
+	// Read the system resolvers before touching the DNS configuration; a
+	// backup left by a killed run holds the real ones.
+	if rc, ok := dnsCtl.(*linuxnet.ResolvConf); ok {
+		if err := rc.RestoreStale(); err != nil {
+			return err
+		}
+	}
+	system, err := linuxnet.ResolvConfNameservers(c.resolvConf)
+	if err != nil {
+		log.Warn("reading the system resolvers", zap.Error(err))
+	}
+
+	dev, err := tun.CreateLinux(tun.LinuxConfig{Name: c.tunName, Queues: 1}, log.Named("tun"))
+	if err != nil {
+		return fmt.Errorf("creating the TUN device %s: %w", c.tunName, err)
+	}
+	osl := &clientOS{tun: dev, dns: dnsCtl, log: log}
+	defer osl.restore()
+
+	sess, err := connlib.NewClient(connlib.ClientConfig{
+		Tun: dev, APIURL: c.apiURL, Token: token, FirezoneID: id, Name: c.name,
+		Logger: log, OS: osl, ActivateInternetResource: c.activateInternet,
+		SystemResolvers: system, MaxPartitionTime: c.maxPartition,
+	})
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	ctx, stop := cli.SignalContext(context.Background())
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(runCtx) }()
+	log.Info("gozone client started", zap.String("tun", c.tunName), zap.String("api_url", c.apiURL), zap.String("dns_control", c.dnsControl))
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: resetting the tunnel")
+			sess.Reset("SIGHUP")
+		case <-sess.Ready():
+			if c.exit {
+				log.Info("tunnel is up; exiting (--exit)")
+				cancelRun()
+				err := <-done
+				return describe(err)
+			}
+			log.Info("tunnel is up")
+			return waitRun(ctx, hup, sess, done, log)
+		case err := <-done:
+			return describe(err)
+		}
+	}
+}
+
+// waitRun waits for the session to end, resetting on SIGHUP.
+func waitRun(ctx context.Context, hup chan os.Signal, sess *connlib.Client, done chan error, log *zap.Logger) error {
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: resetting the tunnel")
+			sess.Reset("SIGHUP")
+		case err := <-done:
+			if ctx.Err() != nil {
+				log.Info("shutting down")
+			}
+			return describe(err)
+		}
+	}
+}
+
+// describe turns the session's fatal errors into the line printed on exit.
+func describe(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, connlib.ErrClientTokenRejected):
+		return errors.New("the portal rejected the token; sign in again or get a new token")
+	case errors.Is(err, connlib.ErrClientLogin):
+		return fmt.Errorf("the portal refused the sign-in: %w", err)
+	case errors.Is(err, connlib.ErrClientPortalUnreachable):
+		return fmt.Errorf("could not reach the portal: %w", err)
+	}
+	return err
+}
+
+// clientOS applies the session's interface, route and DNS settings to the
+// Linux TUN device and the system resolver, and undoes the DNS part on exit
+// (addresses and routes disappear with the device).
+type clientOS struct {
+	tun *tun.LinuxTun
+	dns linuxnet.DNSController
+	log *zap.Logger
+}
+
+var _ connlib.ClientOS = (*clientOS)(nil)
+
+func (o *clientOS) SetInterface(_ context.Context, cfg connlib.ClientInterface) error {
+	var addrs []netip.Prefix
+	if cfg.IPv4.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(cfg.IPv4, 32))
+	}
+	if cfg.IPv6.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(cfg.IPv6, 128))
+	}
+	if err := linuxnet.SetAddrs(o.tun.Name(), addrs); err != nil {
+		return err
+	}
+	if len(cfg.DNS) == 0 {
+		return nil
+	}
+	return o.dns.Set(cfg.DNS, cfg.SearchDomain)
+}
+
+func (o *clientOS) UpdateRoutes(_ context.Context, added, removed []netip.Prefix) error {
+	var errs []error
+	for _, p := range removed {
+		if err := o.tun.RemoveRoute(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range added {
+		if err := o.tun.AddRoute(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *clientOS) restore() {
+	if err := o.dns.Restore(); err != nil {
+		o.log.Error("restoring the DNS configuration", zap.Error(err))
+	}
+	o.tun.Close() // idempotent; removes addresses and routes with the device
+}
