@@ -28,12 +28,10 @@ func printTable(w io.Writer, rep *report) {
 	hdr = append(hdr, "median", "×wireguard-go")
 	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
 	for _, c := range rep.Results {
-		row := []string{c.Test, c.Path}
 		if !c.Available {
-			row = append(row, noteOf(rep, c.Path))
-			fmt.Fprintln(tw, strings.Join(row, "\t"))
-			continue
+			continue // listed once below the table
 		}
+		row := []string{c.Test, c.Path}
 		for r := 0; r < rep.Rounds; r++ {
 			row = append(row, runCell(c, r))
 		}
@@ -49,6 +47,11 @@ func printTable(w io.Writer, rep *report) {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
+	for _, p := range rep.Paths {
+		if !p.Available {
+			fmt.Fprintf(w, "%-12s %-18s %s\n", "(all tests)", p.Name, p.Note)
+		}
+	}
 
 	fmt.Fprintln(w, "\nCPU seconds per GB received (user+system of each process):")
 	for _, p := range rep.Paths {
@@ -106,13 +109,4 @@ func runCell(c *cell, round int) string {
 		return s
 	}
 	return "-"
-}
-
-func noteOf(rep *report, path string) string {
-	for _, p := range rep.Paths {
-		if p.Name == path {
-			return p.Note
-		}
-	}
-	return ""
 }
