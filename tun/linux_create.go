@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
@@ -136,7 +137,30 @@ func (t *LinuxTun) configure(cfg LinuxConfig) error {
 			return err
 		}
 	}
+	t.waitLocalAddrs(cfg.Addrs)
 	return nil
+}
+
+// waitLocalAddrs waits (bounded) until the kernel accepts packets for every
+// address: IPv6 addresses become local asynchronously, from a work queue,
+// after the link goes up, even with NODAD. A packet written for such an
+// address before that is dropped (Ip6InAddrErrors), so returning from
+// CreateLinux earlier would lose the first packets.
+func (t *LinuxTun) waitLocalAddrs(addrs []netip.Prefix) {
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range addrs {
+		for {
+			rs, err := t.nl.RouteGet(net.IP(p.Addr().AsSlice()))
+			if err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.log.Warn("address not usable yet", zap.Stringer("addr", p), zap.Error(err))
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 }
 
 func (t *LinuxTun) route(p netip.Prefix) *netlink.Route {
