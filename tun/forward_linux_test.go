@@ -187,3 +187,38 @@ func checkRead(pkt []byte, mtu int) string {
 	}
 	return ""
 }
+
+// TestLinuxMTURaisedBehindOurBack: someone raises the interface MTU after
+// creation, so the kernel hands over super packets whose segments exceed
+// the device's MTU-sized read buffers. They must be dropped and counted;
+// the reader must survive (wireguard-go's split would slice out of range).
+func TestLinuxMTURaisedBehindOurBack(t *testing.T) {
+	dev := newHairpin(t, LinuxConfig{})
+	dev.nlMu.Lock()
+	link, err := dev.nl.LinkByIndex(dev.ifindex)
+	if err == nil {
+		err = dev.nl.LinkSetMTU(link, 9000)
+	}
+	dev.nlMu.Unlock()
+	must(t, err)
+	src, dst := netip.AddrPortFrom(fwdSrc4, 40000), netip.AddrPortFrom(fwdDst4, 80)
+	var bufs [][]byte
+	for i := range 8 {
+		p := tuntest.TCP(src, dst, uint32(1+i*3000), 1, tuntest.TCPAck, bytes.Repeat([]byte{'m'}, 3000))
+		b := make([]byte, hdrRoom+len(p), hdrRoom+65535)
+		copy(b[hdrRoom:], p)
+		bufs = append(bufs, b)
+	}
+	sendAllLinux(t, dev, bufs)
+	// Then a small packet, which must still come through the same reader.
+	small := tuntest.UDP(netip.AddrPortFrom(fwdSrc4, 1), netip.AddrPortFrom(fwdDst4, 2), []byte("after"))
+	sendAllLinux(t, dev, withRoom([][]byte{small}))
+	seen := false
+	recvUntil(t, dev, func(pkt []byte) {
+		p, err := tuntest.Parse(pkt)
+		seen = seen || (err == nil && string(p.Payload) == "after")
+	}, func() bool { return seen })
+	if st := dev.Stats(); st.RxMalformed+st.RxTooBig == 0 {
+		t.Fatalf("oversized segments were not counted: %+v", st)
+	}
+}

@@ -205,7 +205,7 @@ func (q *linuxQueue) fillVirtio(b *rxBatch) error {
 	t := q.t
 	failures := 0
 	for {
-		n, err := q.dev.Read(b.bufs[b.n:], b.sizes[b.n:], 0)
+		n, err := q.readVirtio(b)
 		if err != nil {
 			if q.closedErr(err) {
 				return err
@@ -238,6 +238,24 @@ func (q *linuxQueue) fillVirtio(b *rxBatch) error {
 			return nil
 		}
 	}
+}
+
+// errSplitPanic reports a super packet whose split panicked.
+var errSplitPanic = errors.New("tun: virtio split failed")
+
+// readVirtio is one NativeTun.Read into the free part of b. wireguard-go's
+// split trusts that every segment fits the buffers it is given; if the
+// interface MTU was raised behind our back, segments can be larger than our
+// MTU-sized buffers and the split slices past their end. That panic is
+// contained here: the super packet is dropped and counted, the reader
+// lives on.
+func (q *linuxQueue) readVirtio(b *rxBatch) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = 0, fmt.Errorf("%w: %v", errSplitPanic, r)
+		}
+	}()
+	return q.dev.Read(b.bufs[b.n:], b.sizes[b.n:], 0)
 }
 
 // keepValid drops, in place, packets in b.bufs[from:from+n] whose reported
