@@ -130,7 +130,9 @@ type linuxCounters struct {
 // code) into the queue's own buffers and hands full batches over a channel;
 // PollRecvMany copies packets out of those batches into the caller's
 // buffers. A queue's batches are delivered in the order they were read, so
-// every flow the kernel keeps on one queue stays in order.
+// every flow the kernel keeps on one queue stays in order; with several
+// queues a flow-hash eBPF steering program (linux_steering.go) makes the
+// kernel keep every flow on one queue for good.
 //
 // Writing: Send groups the batch by FlowHash onto queues, keeping the order
 // within each group, and writes each group on its queue with wireguard-go's
