@@ -198,7 +198,9 @@ func (s *clientState) onPortalEvent(ev phoenix.Event) {
 	switch ev := ev.(type) {
 	case *phoenix.Joined:
 		s.joined = true
-		s.log.Info("portal joined")
+		// The public key is not secret; logging it shows which key the
+		// portal knows (it changes on every reset).
+		s.log.Info("portal joined", zap.String("public_key", s.c.node.PublicKey().String()))
 		if err := s.session.OnJoin(s.send); err != nil {
 			s.log.Debug("sending after join", zap.Error(err))
 		}

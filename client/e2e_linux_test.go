@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/topo"
+)
+
+// clientProc is a running client binary in the client namespace.
+type clientProc struct {
+	p   *topo.Proc
+	log *syncBuffer
+}
+
+// startClient runs the client binary in the client namespace. With etcDir
+// it runs in a private mount namespace where that directory is
+// bind-mounted over /etc (so the namespace has its own resolv.conf and the
+// backup next to it never touches the host's /etc), with --dns-control
+// etc-resolv-conf.
+func (env *e2eEnv) startClient(t *testing.T, token, etcDir string, args ...string) *clientProc {
+	t.Helper()
+	base := []string{"--log-format", "json", "--tun-name", "tun-fz"}
+	var cmd *exec.Cmd
+	if etcDir != "" {
+		base = append(base, "--dns-control", "etc-resolv-conf")
+		script := `mount --bind "$1" /etc && shift && exec "$@"`
+		full := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", etcDir, env.clientBin}, append(base, args...)...)
+		cmd = exec.Command("unshare", full...)
+	} else {
+		base = append(base, "--dns-control", "disabled")
+		cmd = exec.Command(env.clientBin, append(base, args...)...)
+	}
+	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+env.apiURL, "FIREZONE_ID=e2e-client-1", "FIREZONE_NAME=e2e-client")
+	if token != "" {
+		cmd.Env = append(cmd.Env, "FIREZONE_TOKEN="+token)
+	}
+	cp := &clientProc{log: &syncBuffer{}}
+	cmd.Stdout, cmd.Stderr = cp.log, cp.log
+	p, err := env.tp.Client.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.p = p
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client log:\n%s", tail(cp.log.String(), 80))
+		}
+	})
+	return cp
+}
+
+// wait returns the exit code.
+func (cp *clientProc) wait(t *testing.T) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	err := cp.p.Wait(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("client did not exit")
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	return 0
+}
+
+// waitLog waits for a log line containing all of parts.
+func (cp *clientProc) waitLog(t *testing.T, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		for _, l := range strings.Split(cp.log.String(), "\n") {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(l, p)
+			}
+			if ok {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q", parts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// portalKeys returns the public keys of the client's "portal joined" log
+// lines, in order.
+func (cp *clientProc) portalKeys() []string {
+	var out []string
+	for _, l := range strings.Split(cp.log.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "portal joined" {
+			if k, ok := m["public_key"].(string); ok {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// dnsQuery asks server (a sentinel) from inside the client namespace.
+func dnsQuery(t *testing.T, h *topo.Host, server netip.Addr, name string, qtype uint16) *mdns.Msg {
+	t.Helper()
+	var resp *mdns.Msg
+	err := h.Do(func() error {
+		m := new(mdns.Msg)
+		m.SetQuestion(name, qtype)
+		c := &mdns.Client{Timeout: 5 * time.Second}
+		var err error
+		for i := 0; i < 5; i++ {
+			if resp, _, err = c.Exchange(m, netip.AddrPortFrom(server, 53).String()); err == nil {
+				return nil
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("DNS query for %s: %v", name, err)
+	}
+	return resp
+}
+
+func TestE2E(t *testing.T) {
+	netns.RequireRoot(t)
+	env := startE2E(t)
+	tp := env.tp
+	resource := netip.AddrPortFrom(tp.Resource.IPv4, 80)
+
+	t.Run("exit once the tunnel is up", func(t *testing.T) {
+		cp := env.startClient(t, e2eClientToken, "", "--exit")
+		if code := cp.wait(t); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		cp.waitLog(t, "tunnel is up")
+	})
+
+	t.Run("token rejected", func(t *testing.T) {
+		cp := env.startClient(t, "client-token-wrong-000000", "")
+		if code := cp.wait(t); code != 1 {
+			t.Fatalf("exit code %d, want 1", code)
+		}
+		cp.waitLog(t, "gozone-client: the portal rejected the token")
+	})
+
+	t.Run("session", func(t *testing.T) {
+		etcDir := t.TempDir()
+		rc := filepath.Join(etcDir, "resolv.conf")
+		orig := "# the namespace's own resolv.conf\nnameserver 192.0.2.53\n"
+		if err := os.WriteFile(rc, []byte(orig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile("/etc/os-release"); err == nil {
+			_ = os.WriteFile(filepath.Join(etcDir, "os-release"), b, 0o644)
+		}
+		cp := env.startClient(t, e2eClientToken, etcDir)
+		cp.waitLog(t, "tunnel is up")
+
+		// The client pointed resolv.conf at its sentinel.
+		var sentinel netip.Addr
+		deadline := time.Now().Add(e2eWait)
+		for !sentinel.IsValid() {
+			b, _ := os.ReadFile(rc)
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(l); len(f) == 2 && f[0] == "nameserver" {
+					if a, err := netip.ParseAddr(f[1]); err == nil && strings.HasPrefix(a.String(), "100.100.111.") {
+						sentinel = a
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("resolv.conf not rewritten:\n%s", b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+
+		// CIDR resource.
+		body, err := httpGet(tp.Client, resource, "/", 30*time.Second)
+		if err != nil || body != "hello from the resource\n" {
+			t.Fatalf("GET CIDR resource: %q %v", body, err)
+		}
+
+		// DNS resource: the stub answers with a proxy IP, the gateway
+		// NATs it to the resource.
+		resp := dnsQuery(t, tp.Client, sentinel, "web.svc.corp.", mdns.TypeA)
+		if len(resp.Answer) != 4 {
+			t.Fatalf("A answer %v", resp)
+		}
+		proxy, _ := netip.AddrFromSlice(resp.Answer[0].(*mdns.A).A.To4())
+		body, err = httpGet(tp.Client, netip.AddrPortFrom(proxy, 80), "/", 30*time.Second)
+		if err != nil || body != "hello from the resource\n" {
+			t.Fatalf("GET DNS resource via %v: %q %v", proxy, body, err)
+		}
+
+		// Unauthorized (no gateway online for it): a quick, clean failure.
+		start := time.Now()
+		_, err = tp.Client.DialTCP(netip.MustParseAddrPort("10.21.0.5:80"), 20*time.Second)
+		if err == nil {
+			t.Fatal("connected to a resource without a gateway")
+		}
+		if !errors.Is(err, syscall.EHOSTUNREACH) || time.Since(start) > 15*time.Second {
+			t.Fatalf("dial error %v after %v, want host unreachable at once", err, time.Since(start))
+		}
+		cp.waitLog(t, "access to resource refused: no gateway of the resource's sites is online", "nowhere", "offline")
+
+		// SIGHUP in the middle of a transfer: the transfer completes over
+		// the re-established connection, and the portal saw a new key.
+		const size = 6 << 20
+		done := make(chan error, 1)
+		go func() {
+			b, err := httpGet(tp.Client, resource, "/stream?n=6291456", 3*time.Minute)
+			if err == nil && len(b) != size {
+				err = errors.New("short body")
+			}
+			done <- err
+		}()
+		time.Sleep(700 * time.Millisecond)
+		if err := cp.p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("transfer across SIGHUP: %v", err)
+			}
+		case <-time.After(4 * time.Minute):
+			t.Fatal("transfer did not finish")
+		}
+		cp.waitLog(t, "resetting the tunnel", "SIGHUP")
+		keys := cp.portalKeys()
+		if len(keys) < 2 || keys[0] == keys[len(keys)-1] {
+			t.Fatalf("portal keys %v: want a new key after SIGHUP", keys)
+		}
+
+		// SIGTERM: exit 0, resolv.conf restored, TUN gone.
+		if err := cp.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code := cp.wait(t); code != 0 {
+			t.Fatalf("exit code %d after SIGTERM", code)
+		}
+		if b, _ := os.ReadFile(rc); string(b) != orig {
+			t.Fatalf("resolv.conf not restored:\n%s", b)
+		}
+		if _, err := os.Stat(rc + ".before-firezone"); !os.IsNotExist(err) {
+			t.Fatal("backup left behind")
+		}
+		out, _ := tp.Client.Run(context.Background(), "ip", "link", "show", "tun-fz")
+		if !strings.Contains(string(out), "does not exist") {
+			t.Fatalf("TUN still there: %s", out)
+		}
+	})
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the binary's main logic with a clean environment.
+func runCLI(t *testing.T, env map[string]string, args ...string) (int, string) {
+	t.Helper()
+	for _, k := range []string{"FIREZONE_TOKEN", "FIREZONE_ID", "FIREZONE_API_URL", "FIREZONE_DNS_CONTROL", "FIREZONE_TOKEN_PATH", "LOG_DIR"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("FIREZONE_ID", "unit-test-id") // never write the default id file
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var stderr bytes.Buffer
+	code := run(args, &stderr)
+	return code, stderr.String()
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("tok-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"missing token", nil, []string{"--token-path", filepath.Join(dir, "nope")}, 1, "gozone-client: no token: set FIREZONE_TOKEN or write the token to the file given by --token-path"},
+		{"unreadable token file", nil, []string{"--token-path", dir}, 1, "gozone-client: reading the token file"},
+		{"bad dns control", map[string]string{"FIREZONE_TOKEN": "t"}, []string{"--dns-control", "magic"}, 1, "--dns-control \"magic\""},
+		{"bad log format", map[string]string{"FIREZONE_TOKEN": "t"}, []string{"--log-format", "xml"}, 1, "--log-format"},
+		{"stray argument", map[string]string{"FIREZONE_TOKEN": "t"}, []string{"sign-in"}, 1, "unexpected arguments"},
+		{"bad max partition env", map[string]string{"MAX_PARTITION_TIME": "soon"}, nil, 1, "MAX_PARTITION_TIME"},
+		{"check with env token", map[string]string{"FIREZONE_TOKEN": "t"}, []string{"--check", "--log-dir", filepath.Join(dir, "logs")}, 0, ""},
+		{"check with token file", nil, []string{"--check", "--token-path", tokenFile}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := runCLI(t, tc.env, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, output %q; want %d with %q", code, out, tc.code, tc.want)
+			}
+			if code == 1 && strings.Count(strings.TrimSpace(out), "\n") > 0 && !strings.Contains(out, "Usage") {
+				t.Fatalf("fatal error must be one line: %q", out)
+			}
+		})
+	}
+	if _, ok := os.LookupEnv("FIREZONE_TOKEN"); ok && os.Getenv("FIREZONE_TOKEN") != "" {
+		t.Fatal("token left in the environment")
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "logs", "gozone-client.log")); err != nil || !strings.Contains(string(b), "configuration is valid") {
+		t.Fatalf("log dir: %q %v", b, err)
+	}
+}
