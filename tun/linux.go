@@ -147,7 +147,10 @@ type LinuxTun struct {
 	mtu      int
 	offloads bool
 	steering bool // a flow-steering eBPF program picks read queues
-	log      *zap.Logger
+	// noCoalesce is set when the kernel refused a coalesced write; from
+	// then on every packet is written on its own.
+	noCoalesce atomic.Bool
+	log        *zap.Logger
 
 	queues []*linuxQueue
 	// ready carries filled batches from all queue readers to PollRecvMany.

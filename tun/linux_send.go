@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -181,11 +182,38 @@ func (q *linuxQueue) write(s *sendScratch, bufs [][]byte, offset int) writeResul
 	}
 	var failed int
 	var closed bool
-	if t.offloads && offset < virtioNetHdrLen {
+	switch {
+	case t.offloads && offset < virtioNetHdrLen:
 		failed, closed = q.writeBounced(s, bufs, offset)
-	} else {
+	case t.noCoalesce.Load() && len(bufs) > 1:
+		// One packet per Write: nothing to coalesce with, so every write
+		// carries an all-zero (non-GSO) virtio header.
+		for i := range bufs {
+			_, err := q.dev.Write(bufs[i:i+1], offset)
+			f, c := countWriteErrors(err, 1)
+			failed += f
+			if c {
+				closed = true
+				break
+			}
+		}
+	default:
 		_, err := q.dev.Write(bufs, offset)
 		failed, closed = countWriteErrors(err, len(bufs))
+		if t.offloads && failed > 0 && len(bufs) > 1 && errors.Is(err, unix.EINVAL) {
+			// Send already dropped what is not IPv4/IPv6, which is what the
+			// kernel answers EINVAL for on a plain write; on a batch that
+			// could be coalesced it means the kernel refused a GSO write
+			// (seen on buggy kernels, as Firezone notes). The packets are
+			// lost (counted) and left for the endpoints to resend; later
+			// writes go out uncoalesced.
+			// Which packets were merged into the refused write is not
+			// visible from here; count the batch as lost.
+			failed = len(bufs)
+			if t.noCoalesce.CompareAndSwap(false, true) {
+				t.log.Warn("kernel refused a coalesced write; coalescing disabled for this device", zap.Error(err))
+			}
+		}
 	}
 	if closed || t.isClosed() {
 		return writeResult{closed: true}
