@@ -24,20 +24,21 @@ import (
 func (d *Device) fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkProtocolNumber, error) {
 	a := ap.Addr().Unmap().WithZone("")
 	fa := tcpip.FullAddress{NIC: nicID, Port: ap.Port()}
+	conf := d.conf.Load()
 	switch {
 	case a.Is4():
-		if !d.v4.IsValid() {
+		if !conf.v4.IsValid() {
 			return fa, 0, fmt.Errorf("%w: %v", ErrNoFamily, a)
 		}
 		fa.Addr = tcpip.AddrFrom4(a.As4())
 		return fa, ipv4.ProtocolNumber, nil
 	case a.Is6():
-		if !d.v6.IsValid() {
+		if !conf.v6.IsValid() {
 			return fa, 0, fmt.Errorf("%w: %v", ErrNoFamily, a)
 		}
 		fa.Addr = tcpip.AddrFrom16(a.As16())
 		return fa, ipv6.ProtocolNumber, nil
-	case d.v4.IsValid():
+	case conf.v4.IsValid():
 		return fa, ipv4.ProtocolNumber, nil
 	default:
 		return fa, ipv6.ProtocolNumber, nil
@@ -162,14 +163,15 @@ func (d *Device) dial(ctx context.Context, proto string, ap netip.AddrPort) (net
 // servers through the tunnel (Go's resolver with its dialer replaced; the
 // local hosts file is still consulted first, as net.Resolver does).
 func (d *Device) LookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
-	if len(d.dns) == 0 {
+	servers := d.conf.Load().dns
+	if len(servers) == 0 {
 		return nil, ErrNoDNS
 	}
 	r := &net.Resolver{
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var firstErr error
-			for _, s := range d.dns {
+			for _, s := range servers {
 				c, err := d.DialContext(ctx, network, netip.AddrPortFrom(s, 53).String())
 				if err == nil {
 					return c, nil

@@ -6,8 +6,9 @@
 //
 // The stack owns the configured addresses and routes everything else to the
 // device: what its sockets send comes out of PollRecvMany, and what is given
-// to Send is delivered to its sockets. Client side only: the stack does not
-// forward packets for other addresses.
+// to Send is delivered to its sockets. A device made with NewForwarding
+// also accepts connections to other addresses and forwards them to real
+// sockets on the host (a userspace gateway, see ForwardConfig).
 //
 // It is built on gVisor directly rather than on wireguard-go's tun/netstack,
 // which reads one packet per call, hands packets over an unbuffered channel
@@ -93,9 +94,11 @@ type Device struct {
 	name  string
 	mtu   int
 	batch int
-	dns   []netip.Addr
-	v4    netip.Addr // first local address per family, invalid if none
-	v6    netip.Addr
+	// conf holds the addresses and DNS servers; replaced as a whole by
+	// SetAddrs and SetDNS (forward_addrs.go), read without locks.
+	conf atomic.Pointer[devConf]
+	// fwd is non-nil on a forwarding device (NewForwarding).
+	fwd *forwarder
 
 	notify chan struct{} // token: the stack queued a packet
 
@@ -110,19 +113,33 @@ type Device struct {
 	dropOversize, dropMalformed, dropTooSmall atomic.Uint64
 }
 
+// devConf is the device's current addressing.
+type devConf struct {
+	addrs  []netip.Addr
+	dns    []netip.Addr
+	v4, v6 netip.Addr // first local address per family, invalid if none
+}
+
 // New creates a stack with cfg's addresses and returns its device.
 func New(cfg Config) (*Device, error) {
 	if len(cfg.Addrs) == 0 {
 		return nil, ErrNoAddrs
 	}
+	return newDevice(cfg, nil)
+}
+
+// newDevice builds the stack; cfg.Addrs may be empty (SetAddrs adds them
+// later). fwd, when set, is installed before the NIC exists.
+func newDevice(cfg Config, fwd *forwarder) (*Device, error) {
 	d := &Device{
 		name:   cfg.Name,
 		mtu:    cfg.MTU,
 		batch:  cfg.BatchSize,
-		dns:    append([]netip.Addr(nil), cfg.DNS...),
+		fwd:    fwd,
 		notify: make(chan struct{}, 1),
 		closed: make(chan struct{}),
 	}
+	d.conf.Store(&devConf{dns: append([]netip.Addr(nil), cfg.DNS...)})
 	if d.name == "" {
 		d.name = "netstack"
 	}
@@ -140,7 +157,9 @@ func New(cfg Config) (*Device, error) {
 	d.stack = stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
-		HandleLocal:        true,
+		// A forwarding stack is promiscuous: with HandleLocal every source
+		// address would count as its own and be dropped as a martian.
+		HandleLocal: fwd == nil,
 	})
 	fail := func(what string, err tcpip.Error) (*Device, error) {
 		d.stack.Destroy()
@@ -161,27 +180,14 @@ func New(cfg Config) (*Device, error) {
 	if err := d.stack.CreateNIC(nicID, d.ep); err != nil {
 		return fail("create NIC", err)
 	}
-	for _, a := range cfg.Addrs {
-		a = a.Unmap()
-		proto := ipv4.ProtocolNumber
-		if a.Is6() {
-			proto = ipv6.ProtocolNumber
-			if !d.v6.IsValid() {
-				d.v6 = a
-			}
-		} else if !d.v4.IsValid() {
-			d.v4 = a
-		}
-		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddrFromSlice(a.AsSlice()).WithPrefix()}
-		if err := d.stack.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
-			return fail(fmt.Sprintf("add address %v", a), err)
+	if fwd != nil {
+		if err := fwd.install(d); err != nil {
+			return fail("forwarding", err)
 		}
 	}
-	if d.v4.IsValid() {
-		d.stack.AddRoute(tcpip.Route{Destination: header.IPv4EmptySubnet, NIC: nicID})
-	}
-	if d.v6.IsValid() {
-		d.stack.AddRoute(tcpip.Route{Destination: header.IPv6EmptySubnet, NIC: nicID})
+	if err := d.SetAddrs(cfg.Addrs); err != nil {
+		d.stack.Destroy()
+		return nil, err
 	}
 	return d, nil
 }
@@ -308,6 +314,11 @@ func (d *Device) Send(bufs [][]byte, offset int) (int, error) {
 			d.dropOversize.Add(1)
 			continue
 		}
+		if d.fwd != nil && d.fwd.intercept(pkt) {
+			accepted++ // an ICMP echo the forwarder answers from the host
+			bytes += len(pkt)
+			continue
+		}
 		// gVisor owns what it is given, so the packet is copied here; the
 		// caller may reuse bufs as soon as Send returns.
 		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
@@ -338,9 +349,14 @@ func (d *Device) Close() error {
 		d.isClosed.Store(true)
 		close(d.closed)
 		d.mu.Lock() // wait for Sends in flight
-		defer d.mu.Unlock()
 		d.stack.Destroy()
 		d.ep.Close()
+		d.mu.Unlock()
+		if d.fwd != nil {
+			// Real sockets, then wait for the forwarding goroutines
+			// (outside mu: an echo reply in flight takes it shared).
+			d.fwd.close()
+		}
 	})
 	return nil
 }
