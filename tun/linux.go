@@ -232,6 +232,9 @@ func (t *LinuxTun) PollRecvMany(ctx context.Context, bufs [][]byte, sizes []int,
 	}
 	defer func() { <-t.recvTok }()
 
+	if len(sizes) < len(bufs) {
+		bufs = bufs[:len(sizes)] // a caller error; never index past sizes
+	}
 	n := 0
 	for n < len(bufs) {
 		b := t.cur

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	vns "github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 var (
@@ -299,5 +302,50 @@ func TestSweepStale(t *testing.T) {
 		t.Fatalf("sweep removed a live namespace: %v", err)
 	} else {
 		h.Close()
+	}
+}
+
+// TestPingAcrossVeth sends ICMP echo requests (raw sockets, v4 and v6)
+// from a to b and expects the replies b's kernel sends.
+func TestPingAcrossVeth(t *testing.T) {
+	RequireRoot(t)
+	a, _ := pair(t)
+	for _, tc := range []struct {
+		network, listen, dst string
+		req, reply           icmp.Type
+		proto                int
+	}{
+		{"ip4:icmp", "10.77.0.1", "10.77.0.2", ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply, 1},
+		{"ip6:ipv6-icmp", "fd77::1", "fd77::2", ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply, 58},
+	} {
+		var c *icmp.PacketConn
+		must(t, a.Do(func() (err error) {
+			c, err = icmp.ListenPacket(tc.network, tc.listen)
+			return err
+		}))
+		defer c.Close()
+		msg := icmp.Message{Type: tc.req, Body: &icmp.Echo{ID: 0x4242, Seq: 7, Data: []byte("gozone")}}
+		wire, err := msg.Marshal(nil)
+		must(t, err)
+		dst := &net.IPAddr{IP: net.ParseIP(tc.dst)}
+		if _, err := c.WriteTo(wire, dst); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_ = c.SetReadDeadline(deadline)
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("%s: no echo reply: %v", tc.dst, err)
+			}
+			m, err := icmp.ParseMessage(tc.proto, buf[:n])
+			if err != nil || m.Type != tc.reply {
+				continue // e.g. our own request, or neighbour discovery
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == 0x4242 && e.Seq == 7 && from.String() == tc.dst {
+				break
+			}
+		}
 	}
 }
