@@ -49,18 +49,28 @@ func newHairpin(tb testing.TB, cfg LinuxConfig) *LinuxTun {
 // kernel forwards it back out of the device, and the reader splits it. The
 // segments must come back intact (TTL/hop limit one lower) and in order.
 func TestLinuxCoalesceSplitRoundTrip(t *testing.T) {
-	for _, fam := range []struct {
+	for _, tc := range []struct {
 		name     string
 		src, dst netip.Addr
-	}{{"v4", fwdSrc4, fwdDst4}, {"v6", fwdSrc6, fwdDst6}} {
-		t.Run(fam.name, func(t *testing.T) {
+		proto    uint8
+	}{
+		{"tcp4", fwdSrc4, fwdDst4, tuntest.ProtoTCP},
+		{"tcp6", fwdSrc6, fwdDst6, tuntest.ProtoTCP},
+		{"udp4", fwdSrc4, fwdDst4, tuntest.ProtoUDP}, // USO
+		{"udp6", fwdSrc6, fwdDst6, tuntest.ProtoUDP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			dev := newHairpin(t, LinuxConfig{})
-			src, dst := netip.AddrPortFrom(fam.src, 40000), netip.AddrPortFrom(fam.dst, 80)
+			src, dst := netip.AddrPortFrom(tc.src, 40000), netip.AddrPortFrom(tc.dst, 80)
 			const segs, size = 20, 1000
 			var pkts [][]byte
 			for i := range segs {
 				payload := bytes.Repeat([]byte{byte('a' + i)}, size)
-				pkts = append(pkts, tuntest.TCP(src, dst, uint32(1+i*size), 1, tuntest.TCPAck, payload))
+				if tc.proto == tuntest.ProtoTCP {
+					pkts = append(pkts, tuntest.TCP(src, dst, uint32(1+i*size), 1, tuntest.TCPAck, payload))
+				} else {
+					pkts = append(pkts, tuntest.UDP(src, dst, payload))
+				}
 			}
 			bufs := make([][]byte, len(pkts))
 			for i, p := range pkts {
@@ -74,11 +84,11 @@ func TestLinuxCoalesceSplitRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatalf("bad packet from the split: %v", err)
 				}
-				if p.Proto != tuntest.ProtoTCP || p.Dst != dst {
+				if p.Proto != tc.proto || p.Dst != dst {
 					return
 				}
 				want := bytes.Repeat([]byte{byte('a' + next)}, size)
-				if p.TCPSeq != uint32(1+next*size) || !bytes.Equal(p.Payload, want) {
+				if !bytes.Equal(p.Payload, want) || (tc.proto == tuntest.ProtoTCP && p.TCPSeq != uint32(1+next*size)) {
 					t.Fatalf("segment %d: seq %d, payload %q...", next, p.TCPSeq, p.Payload[:min(8, len(p.Payload))])
 				}
 				next++
