@@ -15,11 +15,11 @@ import "encoding/binary"
 // which UDP permits.
 //
 // The hash is symmetric: a packet and its reply (addresses and ports
-// swapped) hash the same. The Linux TUN driver learns, per flow, the queue a
-// flow's packets were last written on and sends that flow's packets to
-// userspace on the same queue (automq); a symmetric hash keeps both
-// directions of a connection on one queue, so the kernel does not move the
-// flow between queues while packets are in flight.
+// swapped) hash the same, so both directions of a connection use one
+// queue. That matters where the flow-steering program cannot be loaded:
+// the Linux TUN driver then learns, per flow, the queue a flow was last
+// written on and reads it out on that queue (automq), and a flow moves at
+// most once, at our first write.
 //
 // ok is false when pkt is not a well-formed enough IPv4/IPv6 packet to
 // identify a flow (too short, wrong version, bad IHL); such packets cannot be
