@@ -118,13 +118,13 @@ func (cp *clientProc) portalKeys() []string {
 }
 
 // dnsQuery asks server (a sentinel) from inside the client namespace.
-func dnsQuery(t *testing.T, h *topo.Host, server netip.Addr, name string, qtype uint16) *mdns.Msg {
+func dnsQuery(t *testing.T, h *topo.Host, server netip.Addr, name string, qtype uint16, network string) *mdns.Msg {
 	t.Helper()
 	var resp *mdns.Msg
 	err := h.Do(func() error {
 		m := new(mdns.Msg)
 		m.SetQuestion(name, qtype)
-		c := &mdns.Client{Timeout: 5 * time.Second}
+		c := &mdns.Client{Timeout: 5 * time.Second, Net: network}
 		var err error
 		for i := 0; i < 5; i++ {
 			if resp, _, err = c.Exchange(m, netip.AddrPortFrom(server, 53).String()); err == nil {
@@ -200,9 +200,13 @@ func TestE2E(t *testing.T) {
 
 		// DNS resource: the stub answers with a proxy IP, the gateway
 		// NATs it to the resource.
-		resp := dnsQuery(t, tp.Client, sentinel, "web.svc.corp.", mdns.TypeA)
+		resp := dnsQuery(t, tp.Client, sentinel, "web.svc.corp.", mdns.TypeA, "udp")
 		if len(resp.Answer) != 4 {
 			t.Fatalf("A answer %v", resp)
+		}
+		tcpResp := dnsQuery(t, tp.Client, sentinel, "web.svc.corp.", mdns.TypeA, "tcp")
+		if len(tcpResp.Answer) != 4 || tcpResp.Answer[0].String() != resp.Answer[0].String() {
+			t.Fatalf("A answer over TCP %v", tcpResp)
 		}
 		proxy, _ := netip.AddrFromSlice(resp.Answer[0].(*mdns.A).A.To4())
 		body, err = httpGet(tp.Client, netip.AddrPortFrom(proxy, 80), "/", 30*time.Second)

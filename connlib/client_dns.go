@@ -127,7 +127,7 @@ func (d *clientDNS) onPacket(pkt []byte) {
 	p, err := ippacket.Parse(pkt)
 	if err != nil || p.Protocol() != ippacket.ProtoUDP || p.IsFragment() {
 		if err == nil && p.Protocol() == ippacket.ProtoTCP {
-			d.s.dnsTCP(pkt)
+			d.s.dnsTCP.input(pkt)
 		}
 		return
 	}

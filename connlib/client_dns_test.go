@@ -1,12 +1,14 @@
 package connlib
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/gozone/gozone/connlib/dns"
 	"github.com/gozone/gozone/connlib/dns/p2pcontrol"
@@ -25,15 +27,19 @@ func clientTestQuery(t testing.TB, name string, qtype uint16) []byte {
 	return b
 }
 
-// startFakeUpstream serves DNS on addr:53 (UDP): every A question gets
-// 192.0.2.55.
+// startFakeUpstream serves DNS on addr:53 (UDP and TCP): every A question
+// gets 192.0.2.55.
 func startFakeUpstream(t *testing.T, addr string) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", net.JoinHostPort(addr, "53"))
 	if err != nil {
-		t.Skipf("cannot bind a fake upstream on %s:53: %v", addr, err)
+		t.Fatalf("cannot bind a fake upstream on %s:53: %v", addr, err)
 	}
-	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "53"))
+	if err != nil {
+		t.Fatalf("cannot bind a fake upstream on %s:53/tcp: %v", addr, err)
+	}
+	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
 		m := new(mdns.Msg)
 		m.SetReply(r)
 		if len(r.Question) == 1 && r.Question[0].Qtype == mdns.TypeA {
@@ -41,9 +47,12 @@ func startFakeUpstream(t *testing.T, addr string) {
 			m.Answer = append(m.Answer, rr)
 		}
 		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	})
+	udp := &mdns.Server{PacketConn: pc, Handler: h}
+	tcp := &mdns.Server{Listener: ln, Handler: h}
+	go func() { _ = udp.ActivateAndServe() }()
+	go func() { _ = tcp.ActivateAndServe() }()
+	t.Cleanup(func() { _ = udp.Shutdown(); _ = tcp.Shutdown() })
 }
 
 // dnsExchange sends a query from the application to a sentinel through
@@ -158,5 +167,81 @@ func TestClientDNS(t *testing.T) {
 		if _, ok := memTryRecv(gw.lan, 3*time.Second, isCtl); ok {
 			t.Fatal("assigned_ips still retried after domain_status")
 		}
+	}
+}
+
+// TestClientDNSOverTCP: queries over TCP to the sentinel (the application
+// side is a userspace TCP stack attached to the client's Tun) are answered
+// locally for resource names and forwarded over TCP to the upstream for
+// the rest.
+func TestClientDNSOverTCP(t *testing.T) {
+	const upstream = "127.0.77.3"
+	startFakeUpstream(t, upstream)
+	p := startClientTestPortal(t, "")
+	tc := startTestClient(t, p, ctClientToken, func(cfg *ClientConfig) {
+		cfg.SystemResolvers = []netip.Addr{netip.MustParseAddr(upstream)}
+	})
+	tc.waitReady(t)
+	st := tc.c.Status()
+	appDev, appNet, err := netstack.CreateNetTUN([]netip.Addr{st.IPv4}, nil, 1280)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); appDev.Close() }()
+	go func() { // app stack → client Tun
+		bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+		for {
+			n, err := appDev.Read(bufs, sizes, 0)
+			if err != nil {
+				return
+			}
+			if n == 1 && tc.app.SendReady(ctx) == nil {
+				_, _ = tc.app.Send([][]byte{bufs[0][:sizes[0]]}, 0)
+			}
+		}
+	}()
+	go func() { // client Tun → app stack
+		bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+		for {
+			n, err := tc.app.PollRecvMany(ctx, bufs, sizes, 0)
+			if err != nil {
+				return
+			}
+			if n == 1 {
+				_, _ = appDev.Write([][]byte{bufs[0][:sizes[0]]}, 0)
+			}
+		}
+	}()
+	dctx, dcancel := context.WithTimeout(ctx, clientWait)
+	defer dcancel()
+	conn, err := appNet.DialContextTCPAddrPort(dctx, netip.AddrPortFrom(st.DNS[0], 53))
+	if err != nil {
+		t.Fatalf("TCP connect to the sentinel: %v", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(clientWait))
+	co := &mdns.Conn{Conn: conn}
+	ask := func(name string, qtype uint16) *mdns.Msg {
+		m := new(mdns.Msg)
+		m.SetQuestion(name, qtype)
+		if err := co.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		r, err := co.ReadMsg()
+		if err != nil {
+			t.Fatalf("reading the TCP reply: %v", err)
+		}
+		if r.Id != m.Id {
+			t.Fatalf("reply id %d, want %d", r.Id, m.Id)
+		}
+		return r
+	}
+	if r := ask("web.app.corp.", mdns.TypeAAAA); len(r.Answer) != 4 {
+		t.Fatalf("AAAA over TCP: %v", r)
+	}
+	// Two queries on one connection, the second forwarded upstream.
+	if r := ask("example.org.", mdns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*mdns.A).A.String() != "192.0.2.55" {
+		t.Fatalf("upstream over TCP: %v", r)
 	}
 }

@@ -52,6 +52,7 @@ type clientState struct {
 
 	retrier *p2pcontrol.Retrier[clientAssignKey]
 	dns     *clientDNS
+	dnsTCP  *clientDNSTCP
 }
 
 type clientPortalDone struct {
@@ -86,12 +87,14 @@ func newClientState(c *Client) *clientState {
 		retrier:    p2pcontrol.NewRetrier[clientAssignKey](p2pcontrol.RetryConfig{Clock: c.clock}),
 	}
 	s.dns = newClientDNS(s)
+	s.dnsTCP = newClientDNSTCP(s)
 	return s
 }
 
 func (s *clientState) close() {
 	s.stopPortal()
 	s.dns.close()
+	s.dnsTCP.close()
 }
 
 func (s *clientState) run(ctx context.Context) error {
@@ -138,6 +141,8 @@ func (s *clientState) run(ctx context.Context) error {
 			s.c.putPacket(p)
 		case r := <-s.dns.results:
 			s.dns.onUpstreamReply(r)
+		case q := <-s.dnsTCP.queries:
+			s.dns.query(dns.TransportTCP, q.msg, q.origin)
 		case reason := <-s.c.resetReq:
 			s.reset(reason)
 		case <-tick.C:
@@ -326,6 +331,11 @@ func (s *clientState) applyInterface(iface portal.ClientInterface) {
 		s.log.Warn("too many upstream resolvers", zap.Error(err))
 	}
 	s.sentinels = sm
+	if sm != nil {
+		s.dnsTCP.ensure(sm.Sentinels())
+	} else {
+		s.dnsTCP.ensure(nil)
+	}
 	s.publish()
 	if s.c.cfg.OS != nil {
 		var servers []netip.Addr
