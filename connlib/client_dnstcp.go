@@ -204,4 +204,3 @@ func (t *clientDNSTCP) close() {
 	t.wg.Wait()
 	t.addrs = nil
 }
-
