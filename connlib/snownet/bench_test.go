@@ -272,6 +272,9 @@ func BenchmarkConnectionSetup(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		a.clearEvents()
 		p.clearEvents()
+		// Fresh credentials, as the portal gives a new connection.
+		a.creds.Ufrag = fmt.Sprintf("a%03d", i%1000)
+		p.creds.Ufrag = fmt.Sprintf("b%03d", i%1000)
 		connectPair(b, a, p)
 		pingOnce(b, a, p, 30*time.Second)
 		b.StopTimer()

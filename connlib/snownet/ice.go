@@ -76,15 +76,21 @@ type iceSessionConfig struct {
 // agent has withdrawn its ufrag from the mux: the mux keys connections by
 // ufrag alone, so a new agent reusing the credentials must not register
 // before the old one is gone (it would share, then lose, its conn).
+//
+// pion also withdraws the ufrag when an agent starts (Restart) or fails,
+// so only a withdrawal after close began counts.
 type sessionMux struct {
 	ice.UniversalUDPMux
+	closing atomic.Bool
 	once    sync.Once
 	removed chan struct{}
 }
 
 func (m *sessionMux) RemoveConnByUfrag(ufrag string) {
 	m.UniversalUDPMux.RemoveConnByUfrag(ufrag)
-	m.once.Do(func() { close(m.removed) })
+	if m.closing.Load() {
+		m.once.Do(func() { close(m.removed) })
+	}
 }
 
 // iceSession is one ICE agent (one per connection).
@@ -250,6 +256,9 @@ func (s *iceSession) localCandidates() []string {
 // candidate gathering, and a TURN allocation in flight is not cancelled.
 func (s *iceSession) close() {
 	s.once.Do(func() {
+		if s.mux != nil {
+			s.mux.closing.Store(true)
+		}
 		s.cancel()
 		_ = s.agent.Close()
 	})

@@ -230,3 +230,23 @@ func TestListenPort(t *testing.T) {
 		t.Fatalf("port %d, want %d", got, port)
 	}
 }
+
+// Closing and re-creating a connection with the same ICE credentials: the
+// old agent withdraws its ufrag from the shared mux when it closes, which
+// must not cut off the new agent (regression test).
+func TestReconnectSameCredentials(t *testing.T) {
+	a := newTestPeer(t, "alice", "10.0.0.1", nil)
+	b := newTestPeer(t, "bob", "10.0.0.2", nil)
+	for i := 0; i < 8; i++ {
+		a.clearEvents()
+		b.clearEvents()
+		connectPair(t, a, b)
+		pingOnce(t, a, b, establishTimeout)
+		if err := a.node.CloseConnection("bob"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.node.CloseConnection("alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
