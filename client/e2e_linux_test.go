@@ -254,6 +254,17 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("portal keys %v: want a new key after SIGHUP", keys)
 		}
 
+		// A network change (a new address on the LAN interface) resets the
+		// tunnel too; the resource stays reachable.
+		if err := tp.Client.NS.AddAddr(tp.Client.Iface, netip.MustParsePrefix("172.30.0.222/24")); err != nil {
+			t.Fatal(err)
+		}
+		cp.waitLog(t, "network changed: resetting the tunnel")
+		cp.waitLog(t, "resetting the tunnel", "network change")
+		if body, err := httpGet(tp.Client, resource, "/", 30*time.Second); err != nil || body != "hello from the resource\n" {
+			t.Fatalf("GET after a network change: %q %v", body, err)
+		}
+
 		// SIGTERM: exit 0, resolv.conf restored, TUN gone.
 		if err := cp.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)

@@ -88,6 +88,15 @@ func runClient(c config, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	// Network changes reset the tunnel like SIGHUP (reference §2.7).
+	var netChange <-chan struct{}
+	if w, err := linuxnet.WatchNetwork(c.tunName, 0); err != nil {
+		log.Warn("not watching for network changes", zap.Error(err))
+	} else {
+		defer w.Close()
+		netChange = w.C
+	}
+
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	done := make(chan error, 1)
@@ -98,6 +107,9 @@ func runClient(c config, stderr io.Writer) error {
 		case <-hup:
 			log.Info("SIGHUP: resetting the tunnel")
 			sess.Reset("SIGHUP")
+		case <-netChange:
+			log.Info("network changed: resetting the tunnel")
+			sess.Reset("network change")
 		case <-sess.Ready():
 			if c.exit {
 				log.Info("tunnel is up; exiting (--exit)")
@@ -106,20 +118,24 @@ func runClient(c config, stderr io.Writer) error {
 				return describe(err)
 			}
 			log.Info("tunnel is up")
-			return waitRun(ctx, hup, sess, done, log)
+			return waitRun(ctx, hup, netChange, sess, done, log)
 		case err := <-done:
 			return describe(err)
 		}
 	}
 }
 
-// waitRun waits for the session to end, resetting on SIGHUP.
-func waitRun(ctx context.Context, hup chan os.Signal, sess *connlib.Client, done chan error, log *zap.Logger) error {
+// waitRun waits for the session to end, resetting on SIGHUP and network
+// changes.
+func waitRun(ctx context.Context, hup chan os.Signal, netChange <-chan struct{}, sess *connlib.Client, done chan error, log *zap.Logger) error {
 	for {
 		select {
 		case <-hup:
 			log.Info("SIGHUP: resetting the tunnel")
 			sess.Reset("SIGHUP")
+		case <-netChange:
+			log.Info("network changed: resetting the tunnel")
+			sess.Reset("network change")
 		case err := <-done:
 			if ctx.Err() != nil {
 				log.Info("shutting down")
