@@ -25,6 +25,7 @@ var (
 	ErrUnknownConnection = errors.New("snownet: unknown connection")
 	ErrBadParams         = errors.New("snownet: bad connection parameters")
 	ErrDuplicateKey      = errors.New("snownet: public key already used by another connection")
+	ErrDuplicateUfrag    = errors.New("snownet: local ICE ufrag already used by another connection")
 )
 
 // Config configures a Node. Nil and zero fields take defaults.
@@ -264,6 +265,11 @@ func (n *Node) UpsertConnection(p ConnParams) error {
 		if c.params.PublicKey == p.PublicKey {
 			n.mu.Unlock()
 			return ErrDuplicateKey
+		}
+		if c.params.Local.Ufrag == p.Local.Ufrag {
+			// pion's mux routes by local ufrag alone.
+			n.mu.Unlock()
+			return ErrDuplicateUfrag
 		}
 	}
 	c, err := n.newConnectionLocked(p, now)

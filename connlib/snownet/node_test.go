@@ -206,6 +206,20 @@ func TestUpdateRelaysAndParams(t *testing.T) {
 			t.Errorf("%s: %v, want ErrBadParams", name, err)
 		}
 	}
+	if err := a.node.UpsertConnection(good); err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := GeneratePrivateKey()
+	dupKey := good
+	dupKey.Peer = "q"
+	if err := a.node.UpsertConnection(dupKey); !errors.Is(err, ErrDuplicateKey) {
+		t.Errorf("same key, other peer: %v", err)
+	}
+	dupUfrag := dupKey
+	dupUfrag.PublicKey = k2.PublicKey()
+	if err := a.node.UpsertConnection(dupUfrag); !errors.Is(err, ErrDuplicateUfrag) {
+		t.Errorf("same ufrag, other peer: %v", err)
+	}
 	if err := a.node.AddRemoteCandidate("nobody", "candidate:1 1 udp 1 127.0.0.1 9 typ host"); !errors.Is(err, ErrUnknownConnection) {
 		t.Errorf("unknown connection: %v", err)
 	}
