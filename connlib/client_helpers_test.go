@@ -202,6 +202,11 @@ type scriptedGateway struct {
 
 func startScriptedGateway(t *testing.T, p *devportal.Portal) *scriptedGateway {
 	t.Helper()
+	return startScriptedGatewayAs(t, p, ctGatewayToken, "gw-1")
+}
+
+func startScriptedGatewayAs(t *testing.T, p *devportal.Portal, token, id string) *scriptedGateway {
+	t.Helper()
 	lan, dev := tun.NewMemPair(tun.MemConfig{Name: "gw"})
 	node, err := snownet.NewNode(snownet.Config{Tun: NewWireGuardDevice(dev), Logger: clientTestLogger(t, "gw-snownet"), HostIP: netip.MustParseAddr("127.0.0.1")})
 	if err != nil {
@@ -209,10 +214,10 @@ func startScriptedGateway(t *testing.T, p *devportal.Portal) *scriptedGateway {
 	}
 	g := &scriptedGateway{t: t, node: node, lan: lan, init: make(chan struct{})}
 	pc, err := phoenix.NewClient(phoenix.ClientConfig{
-		URL: p.URL() + "/gateway/v2", Token: ctGatewayToken, Topic: portal.TopicGateway,
+		URL: p.URL() + "/gateway/v2", Token: token, Topic: portal.TopicGateway,
 		UserAgent: portal.UserAgent(portal.OSInfo{Type: "Ubuntu", Version: "24.04", Arch: "x86_64", Kernel: "6.8.0"}, portal.ComponentGateway, "1.6.1"),
 		Params: func() []phoenix.Param {
-			return []phoenix.Param{{Key: "external_id", Value: "gw-1"}, {Key: "name", Value: "gw-1"}, {Key: "public_key", Value: node.PublicKey().String()}}
+			return []phoenix.Param{{Key: "external_id", Value: id}, {Key: "name", Value: id}, {Key: "public_key", Value: node.PublicKey().String()}}
 		},
 		Logger: clientTestLogger(t, "gw-portal"),
 	})
