@@ -81,7 +81,7 @@ func buildGozone(ctx context.Context, repo, dir string) (gozoneBins, error) {
 	return b, nil
 }
 
-// tailBuf keeps the last 4 KiB a process wrote, for error messages.
+// tailBuf keeps the last 2 KiB a process wrote, for error messages.
 type tailBuf struct {
 	mu sync.Mutex
 	b  []byte
@@ -91,8 +91,8 @@ func (t *tailBuf) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = append(t.b[:0], t.b[len(t.b)-4096:]...)
+	if len(t.b) > 2048 {
+		t.b = append(t.b[:0], t.b[len(t.b)-2048:]...)
 	}
 	return len(p), nil
 }
@@ -182,7 +182,7 @@ func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir s
 	if err := d.startClient(); err != nil {
 		return nil, err
 	}
-	if _, err := d.firstReply(ctx, 60*time.Second); err != nil {
+	if _, err := d.firstReply(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
 	return d, nil
