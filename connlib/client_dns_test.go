@@ -245,3 +245,60 @@ func TestClientDNSOverTCP(t *testing.T) {
 		t.Fatalf("upstream over TCP: %v", r)
 	}
 }
+
+// TestClientDNSSiteForwarding: other record types for a resource name go
+// through the tunnel to the resource's gateway (port 53535): before the
+// gateway is connected the application gets SERVFAIL (and access is
+// requested), afterwards the gateway's answer comes back with the
+// application's query id.
+func TestClientDNSSiteForwarding(t *testing.T) {
+	p := startClientTestPortal(t, "")
+	gw := startScriptedGateway(t, p)
+	tc := startTestClient(t, p, ctClientToken, func(cfg *ClientConfig) {
+		cfg.SystemResolvers = []netip.Addr{netip.MustParseAddr("127.0.77.4")}
+	})
+	tc.waitReady(t)
+	sentinel := tc.c.Status().DNS[0]
+	first := dnsExchange(t, tc, sentinel, 5400, clientTestQuery(t, "web.app.corp.", mdns.TypeTXT))
+	if first.Rcode != mdns.RcodeServerFailure {
+		t.Fatalf("before the connection: %v", first)
+	}
+	deadline := time.Now().Add(clientWait)
+	for {
+		gws := tc.c.Status().Gateways
+		if len(gws) == 1 && gws[0].Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection to the DNS resource's gateway")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	gwIP := netip.Addr{}
+	for ip := range tc.c.view.Load().gatewayIPs {
+		if ip.Is4() {
+			gwIP = ip
+		}
+	}
+	src := netip.AddrPortFrom(tc.c.Status().IPv4, 5401)
+	memSend(t, tc.app, clientUDPPacket(nil, src, netip.AddrPortFrom(sentinel, 53), clientTestQuery(t, "web.app.corp.", mdns.TypeTXT)))
+	fwd := memRecv(t, gw.lan, clientWait, udpTo(netip.AddrPortFrom(gwIP, dns.GatewayDNSPort)))
+	q := new(mdns.Msg)
+	if err := q.Unpack(fwd.Payload()[8:]); err != nil || len(q.Question) != 1 || q.Question[0].Name != "web.app.corp." {
+		t.Fatalf("forwarded query %v %v", q, err)
+	}
+	ans := new(mdns.Msg)
+	ans.SetReply(q)
+	rr, _ := mdns.NewRR(`web.app.corp. 60 IN TXT "from-the-site"`)
+	ans.Answer = append(ans.Answer, rr)
+	b, _ := ans.Pack()
+	memSend(t, gw.lan, clientUDPPacket(nil, netip.AddrPortFrom(gwIP, dns.GatewayDNSPort), netip.AddrPortFrom(fwd.Src(), fwd.SrcPort()), b))
+	reply := memRecv(t, tc.app, clientWait, udpTo(src))
+	m := new(mdns.Msg)
+	if err := m.Unpack(reply.Payload()[8:]); err != nil || m.Id != 0x4242 || len(m.Answer) != 1 {
+		t.Fatalf("reply %v %v", m, err)
+	}
+	if txt, ok := m.Answer[0].(*mdns.TXT); !ok || txt.Txt[0] != "from-the-site" {
+		t.Fatalf("answer %v", m.Answer[0])
+	}
+}
