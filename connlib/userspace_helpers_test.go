@@ -2,6 +2,7 @@ package connlib
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -47,6 +48,7 @@ type usFixture struct {
 	udpPort     uint16 // echo server (allowed)
 	webPort     uint16 // HTTP server (allowed)
 	blocked     uint16 // echo server the filters do not allow
+	sink        uint16 // reads to EOF, answers with the count (benchmarks)
 	blockedHits *int64Counter
 	gwDone      chan error
 }
@@ -87,6 +89,38 @@ func usTCPEcho(t testing.TB, hits *int64Counter) uint16 {
 				defer wg.Done()
 				defer c.Close()
 				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String()).Port()
+}
+
+// usSink accepts TCP connections, reads to EOF and answers with the
+// number of bytes read (8 bytes, big endian).
+func usSink(t testing.TB) uint16 {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+				n, _ := io.Copy(io.Discard, c)
+				var buf [8]byte
+				binary.BigEndian.PutUint64(buf[:], uint64(n))
+				_, _ = c.Write(buf[:])
 			}()
 		}
 	}()
@@ -144,8 +178,8 @@ func usHTTP(t testing.TB) uint16 {
 }
 
 func usPortalConfig(t testing.TB, f *usFixture) *devportal.Config {
-	filters := fmt.Sprintf(`[{protocol: tcp, ports: "%d"}, {protocol: tcp, ports: "%d"}, {protocol: udp, ports: "%d"}, {protocol: icmp}]`,
-		f.tcpPort, f.webPort, f.udpPort)
+	filters := fmt.Sprintf(`[{protocol: tcp, ports: "%d"}, {protocol: tcp, ports: "%d"}, {protocol: tcp, ports: "%d"}, {protocol: udp, ports: "%d"}, {protocol: icmp}]`,
+		f.tcpPort, f.webPort, f.sink, f.udpPort)
 	c, err := devportal.ParseConfig([]byte(`
 account: {slug: userspace}
 sites:
@@ -178,6 +212,7 @@ func usSetup(t testing.TB, log *zap.Logger) *usFixture {
 	f.blocked = usTCPEcho(t, f.blockedHits)
 	f.udpPort = usUDPEcho(t)
 	f.webPort = usHTTP(t)
+	f.sink = usSink(t)
 
 	p, err := devportal.New(devportal.Options{Config: usPortalConfig(t, f), RelayListen: "127.0.0.1:0", Logger: log.Named("portal")})
 	if err != nil {
