@@ -2,110 +2,32 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/gozone/gozone/connlib"
-	"github.com/gozone/gozone/internal/linuxnet"
 	"github.com/gozone/gozone/internal/topo"
-	"github.com/gozone/gozone/tun"
 )
 
-// The end-to-end tests run the real client binary and the development
-// portal binary in the namespaces of internal/topo. The gateway is the
-// connlib gateway session run by this test binary re-executed inside the
-// gateway's namespace (TestMain, role "gateway"), with a Linux TUN,
-// addresses, routes and nftables masquerade, until a gateway binary is
-// available to run instead.
-
-const e2eRoleEnv = "GOZONE_E2E_ROLE"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(e2eRoleEnv) == "gateway" {
-		os.Exit(e2eGatewayMain())
-	}
-	os.Exit(m.Run())
-}
-
-// e2eResolver resolves *.svc.corp to the address in E2E_RESOLVE (the
-// gateway's DNS for DNS resources; the test topology has no DNS server).
-type e2eResolver struct{ addr netip.Addr }
-
-func (r e2eResolver) LookupNetIP(_ context.Context, network, host string) ([]netip.Addr, error) {
-	if network == "ip4" && strings.HasSuffix(strings.TrimSuffix(host, "."), ".svc.corp") {
-		return []netip.Addr{r.addr}, nil
-	}
-	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-}
-
-// e2eGatewayOS applies the gateway session's interface settings.
-type e2eGatewayOS struct{ dev *tun.LinuxTun }
-
-func (o e2eGatewayOS) SetInterface(_ context.Context, s connlib.GatewayInterface) error {
-	if err := linuxnet.SetAddrs(o.dev.Name(), []netip.Prefix{netip.PrefixFrom(s.IPv4, 32), netip.PrefixFrom(s.IPv6, 128)}); err != nil {
-		return err
-	}
-	for _, r := range s.Routes {
-		if err := o.dev.AddRoute(r); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func e2eGatewayMain() int {
-	log, _ := zap.NewDevelopment()
-	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, "e2e gateway:", err)
-		return 1
-	}
-	dev, err := tun.CreateLinux(tun.LinuxConfig{Name: "tun-gw", Queues: 1}, log.Named("tun"))
-	if err != nil {
-		return fail(err)
-	}
-	masq, err := linuxnet.InstallMasquerade("tun-gw")
-	if err != nil {
-		return fail(err)
-	}
-	defer masq.Remove()
-	g, err := connlib.NewGateway(connlib.GatewayConfig{
-		Tun: dev, APIURL: os.Getenv("FIREZONE_API_URL"), Token: os.Getenv("FIREZONE_TOKEN"),
-		FirezoneID: "e2e-gateway", Name: "e2e-gateway", Logger: log, Interface: e2eGatewayOS{dev},
-		Resolver: e2eResolver{netip.MustParseAddr(os.Getenv("E2E_RESOLVE"))},
-	})
-	if err != nil {
-		return fail(err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := g.Run(ctx); err != nil {
-		return fail(err)
-	}
-	return 0
-}
+// The end-to-end tests run the real client, gateway and development portal
+// binaries in the namespaces of internal/topo.
 
 // e2eBinaries builds the client and portal binaries once per test process.
 var e2eBinaries struct {
-	once           sync.Once
-	client, portal string
-	err            error
+	once                    sync.Once
+	client, gateway, portal string
+	err                     error
 }
 
-func buildBinaries(t *testing.T) (client, portal string) {
+func buildBinaries(t *testing.T) (client, gateway, portal string) {
 	t.Helper()
 	e2eBinaries.once.Do(func() {
 		dir, err := os.MkdirTemp("", "gozone-e2e-bin")
@@ -114,8 +36,9 @@ func buildBinaries(t *testing.T) (client, portal string) {
 			return
 		}
 		e2eBinaries.client = filepath.Join(dir, "gozone-client")
+		e2eBinaries.gateway = filepath.Join(dir, "gozone-gateway")
 		e2eBinaries.portal = filepath.Join(dir, "portal")
-		for _, b := range [][2]string{{e2eBinaries.client, "."}, {e2eBinaries.portal, "../examples/portal/cmd/portal"}} {
+		for _, b := range [][2]string{{e2eBinaries.client, "."}, {e2eBinaries.gateway, "../gateway"}, {e2eBinaries.portal, "../examples/portal/cmd/portal"}} {
 			out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput()
 			if err != nil {
 				e2eBinaries.err = fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
@@ -126,7 +49,7 @@ func buildBinaries(t *testing.T) (client, portal string) {
 	if e2eBinaries.err != nil {
 		t.Fatal(e2eBinaries.err)
 	}
-	return e2eBinaries.client, e2eBinaries.portal
+	return e2eBinaries.client, e2eBinaries.gateway, e2eBinaries.portal
 }
 
 const (
@@ -165,7 +88,7 @@ func (s *syncBuffer) String() string {
 
 func startE2E(t *testing.T) *e2eEnv {
 	t.Helper()
-	clientBin, portalBin := buildBinaries(t)
+	clientBin, gatewayBin, portalBin := buildBinaries(t)
 	tp := topo.Build(t, topo.Options{})
 	env := &e2eEnv{tp: tp, clientBin: clientBin, portalLog: &syncBuffer{}, gwLog: &syncBuffer{}}
 	portalAddr := netip.AddrPortFrom(tp.Portal.IPv4, e2ePortalPort)
@@ -210,13 +133,18 @@ relays:
 	// The resource: an HTTP server on the resource host.
 	startHTTP(t, tp.Resource, netip.AddrPortFrom(tp.Resource.IPv4, 80))
 
-	exe, err := os.Executable()
-	if err != nil {
+	// The gateway binary runs with its own /etc (a private mount
+	// namespace), whose hosts file resolves the DNS resource's names.
+	gwEtc := t.TempDir()
+	hosts := tp.Resource.IPv4.String() + " web.svc.corp\n"
+	if err := os.WriteFile(filepath.Join(gwEtc, "hosts"), []byte(hosts), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gcmd := exec.Command(exe, "-test.run=^$")
-	gcmd.Env = append(os.Environ(), e2eRoleEnv+"=gateway", "FIREZONE_API_URL="+env.apiURL,
-		"FIREZONE_TOKEN="+e2eGatewayToken, "E2E_RESOLVE="+tp.Resource.IPv4.String())
+	if err := os.WriteFile(filepath.Join(gwEtc, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gcmd := withEtc(gwEtc, gatewayBin, "--tun-name", "tun-gw", "--masquerade", "--no-inc-buf", "--health-check-addr", "", "--tun-threads", "1")
+	gcmd.Env = append(os.Environ(), "FIREZONE_API_URL="+env.apiURL, "FIREZONE_TOKEN="+e2eGatewayToken, "FIREZONE_ID=e2e-gateway")
 	gcmd.Stdout, gcmd.Stderr = env.gwLog, env.gwLog
 	if _, err := tp.Gateway.Start(gcmd); err != nil {
 		t.Fatal(err)
@@ -329,4 +257,13 @@ func httpGet(h *topo.Host, ap netip.AddrPort, path string, timeout time.Duration
 		return "", fmt.Errorf("bad response %q", tail(string(b), 3))
 	}
 	return parts[1], nil
+}
+
+// withEtc runs bin in a private mount namespace where etcDir is mounted
+// over /etc, so the process has its own resolv.conf and hosts and nothing
+// it writes under /etc reaches the host.
+func withEtc(etcDir, bin string, args ...string) *exec.Cmd {
+	script := `mount --bind "$1" /etc && shift && exec "$@"`
+	full := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", etcDir, bin}, args...)
+	return exec.Command("unshare", full...)
 }

@@ -36,9 +36,7 @@ func (env *e2eEnv) startClient(t *testing.T, token, etcDir string, args ...strin
 	var cmd *exec.Cmd
 	if etcDir != "" {
 		base = append(base, "--dns-control", "etc-resolv-conf")
-		script := `mount --bind "$1" /etc && shift && exec "$@"`
-		full := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", etcDir, env.clientBin}, append(base, args...)...)
-		cmd = exec.Command("unshare", full...)
+		cmd = withEtc(etcDir, env.clientBin, append(base, args...)...)
 	} else {
 		base = append(base, "--dns-control", "disabled")
 		cmd = exec.Command(env.clientBin, append(base, args...)...)
