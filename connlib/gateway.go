@@ -343,6 +343,12 @@ func (g *Gateway) shutdown() {
 		return
 	}
 	g.closed = true
+	bs, ps, d := g.node.BindStats(), g.pipe.Stats(), g.hook.drops()
+	g.log.Info("gateway closing",
+		zap.Uint64("wireguard_datagrams", bs.WireGuard), zap.Uint64("stun_datagrams", bs.STUN),
+		zap.Uint64("garbage_datagrams", bs.Unknown+bs.ChannelData),
+		zap.Uint64("packets_to_resources", ps.ToTun-ps.ToTunDropped), zap.Uint64("packets_to_clients", ps.FromTun-ps.FromTunDropped),
+		zap.Uint64("icmp_errors_sent", d.ICMPSent), zap.Uint64("untracked_dropped", d.Untracked))
 	if g.dnsConn != nil {
 		g.dnsConn.Close()
 	}

@@ -16,9 +16,9 @@ import (
 // fakeClock is a settable clock for the packet path.
 type gwFakeClock struct{ ns atomic.Int64 }
 
-func (c *gwFakeClock) Now() time.Time        { return time.Unix(0, c.ns.Load()) }
-func (c *gwFakeClock) Set(t time.Time)       { c.ns.Store(t.UnixNano()) }
-func (c *gwFakeClock) Add(d time.Duration)   { c.ns.Add(int64(d)) }
+func (c *gwFakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *gwFakeClock) Set(t time.Time)     { c.ns.Store(t.UnixNano()) }
+func (c *gwFakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 // gwHookFixture is a Gateway that is never Run: the test drives its state
 // directly and calls the hook like the pipeline does.

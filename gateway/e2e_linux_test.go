@@ -1,0 +1,510 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/topo"
+)
+
+// End-to-end: the dev portal binary on the topology's portal host, this
+// package's gateway binary on the gateway host (in a private mount
+// namespace whose /etc has a hosts file for the DNS resource), the real
+// client binary on the client host, and TCP/UDP services on the resource
+// host.
+
+const (
+	e2eGatewayToken = "gw-token-e2e-0123456789"
+	e2eClientToken  = "client-token-e2e-012345"
+	e2ePortalPort   = 8080
+	e2eGatewayPort  = 51820
+	e2eWait         = 60 * time.Second
+)
+
+var e2eBin struct {
+	once                    sync.Once
+	gateway, client, portal string
+	err                     error
+}
+
+func buildE2E(t *testing.T) {
+	t.Helper()
+	e2eBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "gozone-gw-e2e")
+		if err != nil {
+			e2eBin.err = err
+			return
+		}
+		e2eBin.gateway = filepath.Join(dir, "gateway")
+		e2eBin.client = filepath.Join(dir, "client")
+		e2eBin.portal = filepath.Join(dir, "portal")
+		for _, b := range [][2]string{{e2eBin.gateway, "."}, {e2eBin.client, "../client"}, {e2eBin.portal, "../examples/portal/cmd/portal"}} {
+			if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+				e2eBin.err = fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
+				return
+			}
+		}
+	})
+	if e2eBin.err != nil {
+		t.Fatal(e2eBin.err)
+	}
+}
+
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuf) wait(t *testing.T, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		for _, line := range strings.Split(l.String(), "\n") {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(line, p)
+			}
+			if ok {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q", parts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type e2eEnv struct {
+	tp     *topo.Topology
+	apiURL string
+	etcGW  string
+}
+
+func startPortal(t *testing.T) *e2eEnv {
+	t.Helper()
+	buildE2E(t)
+	tp := topo.Build(t, topo.Options{})
+	env := &e2eEnv{tp: tp}
+	portalAddr := netip.AddrPortFrom(tp.Portal.IPv4, e2ePortalPort)
+	env.apiURL = "ws://" + portalAddr.String()
+	cfg := `
+account: {slug: e2e}
+sites:
+  - {name: hq, gateway_tokens: ["` + e2eGatewayToken + `"]}
+actors:
+  - {name: alice, groups: [eng], tokens: ["` + e2eClientToken + `"]}
+resources:
+  - {name: web, type: ip, address: ` + tp.Resource.IPv4.String() + `, sites: [hq], filters: [{protocol: tcp, ports: "80"}, {protocol: udp, ports: "7"}]}
+  - {name: svc, type: dns, address: "*.svc.corp", sites: [hq], ip_stack: ipv4_only}
+  - {name: crm, type: ip, address: 10.20.0.111, sites: [hq]}
+policies:
+  - {group: eng, resource: web}
+  - {group: eng, resource: svc}
+relays:
+  builtin: {enabled: true, public_ip: ` + tp.Portal.IPv4.String() + `}
+`
+	cfgPath := filepath.Join(t.TempDir(), "portal.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plog := &logBuf{}
+	pcmd := exec.Command(e2eBin.portal, "--config", cfgPath, "--listen", portalAddr.String(),
+		"--relay-listen", netip.AddrPortFrom(tp.Portal.IPv4, 3478).String())
+	pcmd.Stdout, pcmd.Stderr = plog, plog
+	if _, err := tp.Portal.Start(pcmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("portal log:\n%s", tail(plog.String(), 40))
+		}
+	})
+	deadline := time.Now().Add(e2eWait)
+	for {
+		c, err := tp.Client.DialTCP(portalAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("portal not reachable: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The gateway's private /etc: the DNS resource's name resolves from
+	// hosts (the topology has no DNS server).
+	env.etcGW = t.TempDir()
+	hosts := "127.0.0.1 localhost\n" + tp.Resource.IPv4.String() + " web.svc.corp\n"
+	must(t, os.WriteFile(filepath.Join(env.etcGW, "hosts"), []byte(hosts), 0o644))
+	must(t, os.WriteFile(filepath.Join(env.etcGW, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(env.etcGW, "nsswitch.conf"), []byte("hosts: files dns\n"), 0o644))
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		_ = os.WriteFile(filepath.Join(env.etcGW, "os-release"), b, 0o644)
+	}
+	return env
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type proc struct {
+	p   *topo.Proc
+	log *logBuf
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	err := p.p.Wait(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("process did not exit")
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+// startGateway runs the gateway binary on the gateway host with a private
+// /etc (unshare --mount).
+func (env *e2eEnv) startGateway(t *testing.T, token string, args ...string) *proc {
+	t.Helper()
+	base := []string{"--log-format", "json", "--tun-name", "tun-gw", "--id-file", filepath.Join(t.TempDir(), "gateway_id"),
+		"--health-check-addr", "127.0.0.1:8080", "--listen-port", fmt.Sprint(e2eGatewayPort)}
+	script := `mount --bind "$1" /etc && shift && exec "$@"`
+	full := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", env.etcGW, e2eBin.gateway}, append(base, args...)...)
+	cmd := exec.Command("unshare", full...)
+	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+env.apiURL, "FIREZONE_NAME=e2e-gateway", "RUST_LOG=info")
+	cmd.Env = append(cmd.Env, "FIREZONE_TOKEN="+token)
+	g := &proc{log: &logBuf{}}
+	cmd.Stdout, cmd.Stderr = g.log, g.log
+	p, err := env.tp.Gateway.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.p = p
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", tail(g.log.String(), 60))
+		}
+	})
+	return g
+}
+
+func (env *e2eEnv) startClient(t *testing.T, etcDir string) *proc {
+	t.Helper()
+	script := `mount --bind "$1" /etc && shift && exec "$@"`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", etcDir,
+		e2eBin.client, "--log-format", "json", "--tun-name", "tun-fz", "--dns-control", "etc-resolv-conf")
+	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+env.apiURL, "FIREZONE_ID=e2e-client-1", "FIREZONE_NAME=e2e-client", "FIREZONE_TOKEN="+e2eClientToken)
+	c := &proc{log: &logBuf{}}
+	cmd.Stdout, cmd.Stderr = c.log, c.log
+	p, err := env.tp.Client.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.p = p
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client log:\n%s", tail(c.log.String(), 60))
+		}
+	})
+	return c
+}
+
+// serveTCP answers every connection on ap with a greeting and keeps it
+// open until the peer closes.
+func serveTCP(t *testing.T, h *topo.Host, ap netip.AddrPort, greeting string) {
+	t.Helper()
+	ln, err := h.ListenTCP(ap)
+	must(t, err)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.WriteString(c, greeting)
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+}
+
+func serveUDPEcho(t *testing.T, h *topo.Host, ap netip.AddrPort) {
+	t.Helper()
+	c, err := h.ListenUDP(ap)
+	must(t, err)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = c.WriteToUDPAddrPort(append([]byte("echo:"), buf[:n]...), from)
+		}
+	}()
+}
+
+// readGreeting dials ap from h and reads the greeting line.
+func readGreeting(h *topo.Host, ap netip.AddrPort, timeout time.Duration) (net.Conn, string, error) {
+	c, err := h.DialTCP(ap, timeout)
+	if err != nil {
+		return nil, "", err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil {
+		c.Close()
+		return nil, "", err
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return c, string(buf[:n]), nil
+}
+
+func udpExchange(h *topo.Host, ap netip.AddrPort, msg string, timeout time.Duration) (string, error) {
+	var out string
+	err := h.Do(func() error {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 256)
+		for i := 0; i < 10; i++ {
+			if _, err := c.Write([]byte(msg)); err != nil {
+				return err
+			}
+			_ = c.SetReadDeadline(time.Now().Add(timeout / 10))
+			n, err := c.Read(buf)
+			if err == nil {
+				out = string(buf[:n])
+				return nil
+			}
+		}
+		return errors.New("no UDP answer")
+	})
+	return out, err
+}
+
+func TestE2EGatewayBinary(t *testing.T) {
+	netns.RequireRoot(t)
+	env := startPortal(t)
+	tp := env.tp
+	res := tp.Resource.IPv4
+	serveTCP(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 80), "hello-80\n")
+	serveTCP(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 22), "hello-22\n")
+	serveUDPEcho(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 7))
+	// crm's address lives on the resource host too; alice has no policy for it.
+	must(t, tp.Resource.NS.AddAddr(tp.Resource.Iface, netip.MustParsePrefix("10.20.0.111/24")))
+
+	gw := env.startGateway(t, e2eGatewayToken, "--masquerade")
+	gw.log.wait(t, "portal init applied")
+
+	etcCl := t.TempDir()
+	rc := filepath.Join(etcCl, "resolv.conf")
+	must(t, os.WriteFile(rc, []byte("nameserver 192.0.2.53\n"), 0o644))
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		_ = os.WriteFile(filepath.Join(etcCl, "os-release"), b, 0o644)
+	}
+	cl := env.startClient(t, etcCl)
+	cl.log.wait(t, "tunnel is up")
+
+	// TCP through the filter.
+	conn, greet, err := readGreeting(tp.Client, netip.AddrPortFrom(res, 80), 30*time.Second)
+	if err != nil || greet != "hello-80\n" {
+		t.Fatalf("TCP 80: %q %v", greet, err)
+	}
+	defer conn.Close()
+	gw.log.wait(t, "connection established")
+	// UDP through the filter.
+	if out, err := udpExchange(tp.Client, netip.AddrPortFrom(res, 7), "ping", 20*time.Second); err != nil || out != "echo:ping" {
+		t.Fatalf("UDP 7: %q %v", out, err)
+	}
+	// A port outside the filter gets nothing through (ICMP prohibited:
+	// the dial fails quickly instead of timing out).
+	if c, g, err := readGreeting(tp.Client, netip.AddrPortFrom(res, 22), 10*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("TCP 22 outside the filter answered %q", g)
+	}
+	// The resource alice is not authorized for is unreachable.
+	if c, g, err := readGreeting(tp.Client, netip.MustParseAddrPort("10.20.0.111:80"), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("unauthorized resource answered %q", g)
+	}
+
+	// Garbage at the gateway's UDP socket while traffic flows: the flow
+	// keeps working, only the garbage counter moves.
+	stop := make(chan struct{})
+	garbageDone := make(chan error, 1)
+	go func() {
+		garbageDone <- tp.GatewayRouter.Do(func() error {
+			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tp.Gateway.IPv4, e2eGatewayPort)))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			junk := []byte("\xde\xad\xbe\xef garbage that is neither WireGuard nor STUN")
+			for i := 0; i < 200; i++ {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				junk[0] = byte(i)
+				_, _ = c.Write(junk)
+				time.Sleep(2 * time.Millisecond)
+			}
+			return nil
+		})
+	}()
+	for i := 0; i < 5; i++ {
+		if out, err := udpExchange(tp.Client, netip.AddrPortFrom(res, 7), fmt.Sprint("during-garbage-", i), 20*time.Second); err != nil || out != fmt.Sprint("echo:during-garbage-", i) {
+			t.Fatalf("UDP during garbage: %q %v", out, err)
+		}
+	}
+	close(stop)
+	must(t, <-garbageDone)
+
+	// DNS resource: the client's stub gives proxy IPs, the gateway
+	// resolves web.svc.corp from its hosts file and NATs.
+	sentinel := waitSentinel(t, rc)
+	var proxy netip.Addr
+	must(t, tp.Client.Do(func() error {
+		m := new(mdns.Msg)
+		m.SetQuestion("web.svc.corp.", mdns.TypeA)
+		c := &mdns.Client{Timeout: 5 * time.Second}
+		var err error
+		for i := 0; i < 5; i++ {
+			var r *mdns.Msg
+			if r, _, err = c.Exchange(m, netip.AddrPortFrom(sentinel, 53).String()); err == nil && len(r.Answer) > 0 {
+				proxy, _ = netip.AddrFromSlice(r.Answer[0].(*mdns.A).A.To4())
+				return nil
+			}
+		}
+		return fmt.Errorf("DNS: %v", err)
+	}))
+	if !strings.HasPrefix(proxy.String(), "100.") {
+		t.Fatalf("proxy IP %v", proxy)
+	}
+	c2, greet, err := readGreeting(tp.Client, netip.AddrPortFrom(proxy, 80), 30*time.Second)
+	if err != nil || greet != "hello-80\n" {
+		t.Fatalf("TCP via DNS proxy IP %v: %q %v", proxy, greet, err)
+	}
+	c2.Close()
+	gw.log.wait(t, "DNS resource NAT active", "web.svc.corp")
+
+	// The health check reports ready.
+	must(t, tp.Gateway.Do(func() error {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:8080", 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		fmt.Fprint(c, "GET /readyz HTTP/1.0\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(b), "HTTP/1.0 200") {
+			return fmt.Errorf("readyz: %q", b)
+		}
+		return nil
+	}))
+	// The masquerade table is installed while the gateway runs.
+	out, _ := tp.Gateway.Run(context.Background(), "nft", "list", "tables")
+	if len(out) > 0 && !strings.Contains(string(out), "gozone_gw_tun-gw") {
+		t.Fatalf("masquerade table missing: %s", out)
+	}
+
+	// SIGTERM: goodbye to the client, exit 0, rules removed.
+	must(t, gw.p.Cmd.Process.Signal(syscall.SIGTERM))
+	if code := gw.wait(t); code != 0 {
+		t.Fatalf("gateway exit code %d after SIGTERM", code)
+	}
+	cl.log.wait(t, "gateway said goodbye")
+	line := gw.log.wait(t, "gateway closing")
+	if strings.Contains(line, `"garbage_datagrams":0,`) || !strings.Contains(line, "garbage_datagrams") {
+		t.Fatalf("garbage not counted: %s", line)
+	}
+	out, _ = tp.Gateway.Run(context.Background(), "nft", "list", "tables")
+	if strings.Contains(string(out), "gozone_gw_tun-gw") {
+		t.Fatalf("masquerade table left behind: %s", out)
+	}
+}
+
+func waitSentinel(t *testing.T, rc string) netip.Addr {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		b, _ := os.ReadFile(rc)
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "nameserver" {
+				if a, err := netip.ParseAddr(f[1]); err == nil && strings.HasPrefix(a.String(), "100.100.111.") {
+					return a
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client resolv.conf not rewritten:\n%s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestE2EGatewayBadToken(t *testing.T) {
+	netns.RequireRoot(t)
+	env := startPortal(t)
+	gw := env.startGateway(t, "gw-token-wrong-000000000")
+	if code := gw.wait(t); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	gw.log.wait(t, "gateway: the portal rejected the token")
+}
