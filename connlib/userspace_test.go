@@ -3,19 +3,23 @@ package connlib
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/net/icmp"
 
 	"github.com/gozone/gozone/connlib/acl"
 	"github.com/gozone/gozone/connlib/snownet"
+	devportal "github.com/gozone/gozone/examples/portal"
 )
 
 // usEcho writes msg on c and reads the same bytes back.
@@ -205,5 +209,80 @@ func TestUserspaceClientCloseReleasesGoroutines(t *testing.T) {
 	case <-f.client.Done():
 	default:
 		t.Fatal("Done not closed after Close")
+	}
+}
+
+// TestUserspacePing: an echo request to a resource crosses the tunnel, the
+// userspace gateway pings the resource from the host and the reply comes
+// back (needs ping sockets or root on the gateway's host).
+func TestUserspacePing(t *testing.T) {
+	if !usCanPing() {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI: no ICMP socket available (run as root or widen net.ipv4.ping_group_range)")
+		}
+		t.Skip("needs root or unprivileged ping sockets (net.ipv4.ping_group_range)")
+	}
+	f := usSetup(t, gwTestLogger(t))
+	ctx := usCtx(t)
+	if err := f.client.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for seq := uint16(1); seq <= 5; seq++ { // the first may be buffered while connecting
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = f.client.Device().Ping(pctx, usResourceIP, seq, []byte("gozone"))
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no echo reply through the userspace gateway: %v (forwarder %+v)", err, f.gwTun.Device().ForwardStats())
+	}
+	if fs := f.gwTun.Device().ForwardStats(); fs.EchoReplies == 0 {
+		t.Fatalf("forwarder stats: %+v", fs)
+	}
+}
+
+// usCanPing reports whether this process may open an ICMP socket.
+func usCanPing() bool {
+	if c, err := icmp.ListenPacket("udp4", "127.0.0.1"); err == nil {
+		c.Close()
+		return true
+	}
+	if c, err := icmp.ListenPacket("ip4:icmp", "127.0.0.1"); err == nil {
+		c.Close()
+		return true
+	}
+	return false
+}
+
+// TestUserspaceClientTokenRejected: a fatal session error reaches the
+// embedding program through WaitReady, DialContext and Err.
+func TestUserspaceClientTokenRejected(t *testing.T) {
+	f := &usFixture{tcpPort: 1, udpPort: 2, webPort: 3, sink: 4}
+	p, err := devportal.New(devportal.Options{Config: usPortalConfig(t, f), RelayListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if _, err := p.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	uc, err := NewUserspaceClient(ClientConfig{APIURL: p.URL(), Token: "wrong-token-0123456789", FirezoneID: "bad", HostIP: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	uc.Start()
+	ctx := usCtx(t)
+	if err := uc.WaitReady(ctx); !errors.Is(err, ErrClientTokenRejected) {
+		t.Fatalf("WaitReady: %v, want ErrClientTokenRejected", err)
+	}
+	if _, err := uc.DialContext(ctx, "tcp", "10.99.0.10:80"); !errors.Is(err, ErrClientTokenRejected) {
+		t.Fatalf("DialContext: %v", err)
+	}
+	if !errors.Is(uc.Err(), ErrClientTokenRejected) {
+		t.Fatalf("Err: %v", uc.Err())
 	}
 }

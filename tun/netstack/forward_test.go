@@ -431,3 +431,38 @@ func fwdLeakCheck(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }
+
+// TestForwardPingThroughPair: Ping from a client stack through the
+// forwarding stack reaches the host's loopback and returns.
+func TestForwardPingThroughPair(t *testing.T) {
+	fwdLeakCheck(t)
+	cl, gw := fwdPair(t, ForwardConfig{})
+	if c, _ := gw.fwd.listenICMP(false); c == nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no ping socket and no raw socket in CI (run as root or widen net.ipv4.ping_group_range)")
+		}
+		t.Skip("needs unprivileged ping sockets (net.ipv4.ping_group_range) or root")
+	} else {
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fwdWait)
+	defer cancel()
+	rtt, err := cl.Ping(ctx, netip.MustParseAddr("10.99.0.77"), 3, []byte("abc"))
+	if err != nil {
+		t.Fatalf("ping: %v (stats %+v)", err, gw.ForwardStats())
+	}
+	t.Logf("rtt %v", rtt)
+	if st := gw.ForwardStats(); st.EchoReplies != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+	// The gateway's own address is answered by its stack, not the host.
+	if err := gw.SetAddrs([]netip.Addr{fwdGW4}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Ping(ctx, fwdGW4, 4, []byte("self")); err != nil {
+		t.Fatalf("ping gateway address: %v", err)
+	}
+	if st := gw.ForwardStats(); st.EchoSent != 1 {
+		t.Fatalf("own address pinged from the host: %+v", st)
+	}
+}
