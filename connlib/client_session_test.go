@@ -178,3 +178,38 @@ func TestClientMalformedPortalMessages(t *testing.T) {
 		t.Fatal("route lost")
 	}
 }
+
+// TestClientRelaysPresence: init's relays reach the node, relays_presence
+// adds and removes them, and a relay without credentials is skipped.
+func TestClientRelaysPresence(t *testing.T) {
+	app, dev := tun.NewMemPair(tun.MemConfig{Name: "relays"})
+	defer app.Close()
+	c, err := NewClient(ClientConfig{Tun: dev, FirezoneID: "x", HostIP: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.node.Close()
+	s := newClientState(c)
+	defer s.close()
+	s.ctx = context.Background()
+	s.onPortalMessage("init", []byte(`{"interface":{"ipv4":"100.64.0.9","ipv6":"fd00:2021:1111::9"},"resources":[],
+		"relays":[{"id":"r1","type":"turn","addr":"127.0.0.1:3478","username":"1:a","password":"p","expires_at":1},
+		          {"id":"r2","type":"turn","addr":"127.0.0.2:3478","username":"","password":"","expires_at":1}]}`))
+	if !c.node.HasRelays() || !s.relays["r1"] || s.relays["r2"] {
+		t.Fatalf("relays after init: %v", s.relays)
+	}
+	s.onPortalMessage("relays_presence", []byte(`{"disconnected_ids":["r1"],"connected":[{"id":"r3","type":"turn","addr":"127.0.0.3:3478","username":"1:b","password":"q","expires_at":1}]}`))
+	if s.relays["r1"] || !s.relays["r3"] || !c.node.HasRelays() {
+		t.Fatalf("relays after presence: %v", s.relays)
+	}
+	s.onPortalMessage("relays_presence", []byte(`{"disconnected_ids":["r3"],"connected":[]}`))
+	if len(s.relays) != 0 || c.node.HasRelays() {
+		t.Fatalf("relays after removal: %v", s.relays)
+	}
+	// A full init resync drops relays it no longer lists.
+	s.onPortalMessage("relays_presence", []byte(`{"disconnected_ids":[],"connected":[{"id":"r4","type":"turn","addr":"127.0.0.4:3478","username":"1:c","password":"r","expires_at":1}]}`))
+	s.onPortalMessage("init", []byte(`{"interface":{"ipv4":"100.64.0.9","ipv6":"fd00:2021:1111::9"},"resources":[],"relays":[]}`))
+	if len(s.relays) != 0 || c.node.HasRelays() {
+		t.Fatalf("relays after init without relays: %v", s.relays)
+	}
+}
