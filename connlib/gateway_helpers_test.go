@@ -60,7 +60,17 @@ const (
 // gwTestPortalConfig: alice may use web (TCP 80, UDP 53) and svc (a DNS
 // resource); crm exists on the same site but alice has no policy for it.
 func gwTestPortalConfig(t testing.TB, lifetime string) *devportal.Config {
+	return gwTestPortalConfigWith(t, lifetime, "web svc", "80")
+}
+
+// gwTestPortalConfigWith: policies for the named resources only, web's TCP
+// filter on webPorts.
+func gwTestPortalConfigWith(t testing.TB, lifetime, policies, webPorts string) *devportal.Config {
 	t.Helper()
+	var pol strings.Builder
+	for _, r := range strings.Fields(policies) {
+		pol.WriteString("  - {group: eng, resource: " + r + "}\n")
+	}
 	c, err := devportal.ParseConfig([]byte(`
 account: {slug: acme}
 authorization_lifetime: ` + lifetime + `
@@ -69,13 +79,11 @@ sites:
 actors:
   - {name: alice, email: alice@example.com, groups: [eng], tokens: ["` + gwTestAliceToken + `"]}
 resources:
-  - {name: web, type: cidr, address: 172.20.0.0/16, sites: [hq], filters: [{protocol: tcp, ports: "80"}, {protocol: udp, ports: "53"}]}
+  - {name: web, type: cidr, address: 172.20.0.0/16, sites: [hq], filters: [{protocol: tcp, ports: "` + webPorts + `"}, {protocol: udp, ports: "53"}]}
   - {name: svc, type: dns, address: "*.svc.test", sites: [hq]}
   - {name: crm, type: cidr, address: 10.50.0.0/16, sites: [hq]}
 policies:
-  - {group: eng, resource: web}
-  - {group: eng, resource: svc}
-relays:
+` + pol.String() + `relays:
   builtin: {enabled: true}
 `))
 	if err != nil {

@@ -9,10 +9,12 @@ import (
 
 	"github.com/gozone/gozone/connlib/acl"
 	"github.com/gozone/gozone/connlib/ippacket"
+	devportal "github.com/gozone/gozone/examples/portal"
 	"github.com/gozone/gozone/tun"
 )
 
 type gwFixture struct {
+	p      *devportal.Portal
 	g      *Gateway
 	res    *tun.MemTun // the resource side of the gateway's Tun
 	cl     *gwTestClient
@@ -36,7 +38,7 @@ func gwSetup(t *testing.T, lifetime string, resolver GatewayResolver) *gwFixture
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &gwFixture{g: g, res: b, runErr: make(chan error, 1), cancel: cancel}
+	f := &gwFixture{p: p, g: g, res: b, runErr: make(chan error, 1), cancel: cancel}
 	go func() { f.runErr <- g.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
