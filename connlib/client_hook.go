@@ -33,6 +33,11 @@ func (h *clientHook) FromTun(pkt []byte) Verdict {
 		return Drop
 	}
 	v := c.view.Load()
+	// Only the tunnel's own addresses may send into the tunnel (as in
+	// Firezone): anything else is a routing mistake or spoofing.
+	if src := p.Src(); src != v.ipv4 && src != v.ipv6 {
+		return Drop
+	}
 	if dns.IsSentinel(dst) {
 		c.toEventLoop(c.dnsIn, pkt)
 		return Drop

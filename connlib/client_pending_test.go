@@ -123,7 +123,7 @@ func newHookTestClient(t *testing.T, clk *clientFakeClock) *Client {
 		ctrlIn:  make(chan *clientPacket, 16),
 	}
 	c.pktPool.New = func() any { return &clientPacket{buf: make([]byte, 0, 1500)} }
-	c.view.Store(&clientView{})
+	c.view.Store(&clientView{ipv4: netip.MustParseAddr("100.64.0.2"), ipv6: netip.MustParseAddr("fd00:2021:1111::2")})
 	return c
 }
 
@@ -176,7 +176,7 @@ func TestClientHookRouting(t *testing.T) {
 		t.Fatal("no intent without a resource")
 	}
 	// Connected: passes without buffering.
-	c.view.Store(&clientView{ready: map[routing.ResourceID]bool{narrow: true}})
+	c.view.Store(&clientView{ipv4: src.Addr(), ready: map[routing.ResourceID]bool{narrow: true}})
 	if h.FromTun(pkt("10.1.9.9:80")) != Pass {
 		t.Fatal("connected resource must pass")
 	}
@@ -193,6 +193,13 @@ func TestClientHookRouting(t *testing.T) {
 	h.FromTun(pkt("100.64.9.9:80"))
 	if _, ok := intent(); ok {
 		t.Fatal("a tunnel address must not go to the internet resource")
+	}
+	// A source other than the tunnel's own address is dropped, even to a
+	// connected resource.
+	spoofed := clientUDPPacket(nil, netip.MustParseAddrPort("192.168.1.5:5000"), netip.MustParseAddrPort("10.1.9.9:80"), []byte("x"))
+	c.view.Store(&clientView{ipv4: src.Addr(), ready: map[routing.ResourceID]bool{narrow: true}})
+	if h.FromTun(spoofed) != Drop {
+		t.Fatal("spoofed source must drop")
 	}
 	// Garbage is dropped.
 	if h.FromTun([]byte{0x45, 0, 0}) != Drop {
@@ -232,11 +239,11 @@ func TestClientHookDNSProxyAndSentinel(t *testing.T) {
 		t.Fatal("not buffered under the name")
 	}
 	// Connected but the gateway has not confirmed the name: still held.
-	c.view.Store(&clientView{ready: map[routing.ResourceID]bool{rid: true}})
+	c.view.Store(&clientView{ipv4: src.Addr(), ready: map[routing.ResourceID]bool{rid: true}})
 	if h.FromTun(toProxy) != Drop {
 		t.Fatal("must wait for domain_status")
 	}
-	c.view.Store(&clientView{ready: map[routing.ResourceID]bool{rid: true}, active: map[clientTarget]bool{target: true}})
+	c.view.Store(&clientView{ipv4: src.Addr(), ready: map[routing.ResourceID]bool{rid: true}, active: map[clientTarget]bool{target: true}})
 	if h.FromTun(toProxy) != Pass {
 		t.Fatal("confirmed name must pass")
 	}
@@ -288,7 +295,7 @@ func TestClientHookNoAllocs(t *testing.T) {
 	h := (*clientHook)(c)
 	rid := routing.ResourceID{1}
 	c.table.Update(func(e *routing.Editor) { e.SetCIDR(rid, netip.MustParsePrefix("10.0.0.0/8")) })
-	c.view.Store(&clientView{ready: map[routing.ResourceID]bool{rid: true}})
+	c.view.Store(&clientView{ipv4: netip.MustParseAddr("100.64.0.2"), ready: map[routing.ResourceID]bool{rid: true}})
 	pkt := clientUDPPacket(nil, netip.MustParseAddrPort("100.64.0.2:5000"), netip.MustParseAddrPort("10.1.2.3:80"), make([]byte, 1000))
 	allocs := testing.AllocsPerRun(1000, func() {
 		if h.FromTun(pkt) != Pass || h.ToTun(pkt) != Pass {
