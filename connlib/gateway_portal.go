@@ -40,11 +40,7 @@ func (g *Gateway) handlePortal(ctx context.Context, msg portal.Message) {
 	case *portal.RejectAccess:
 		g.rejectAccess(p.ClientID, p.ResourceID)
 	case *portal.RelaysPresence:
-		removed := p.DisconnectedIDs
-		for _, id := range removed {
-			delete(g.relays, id)
-		}
-		g.addRelays(p.Connected, false)
+		g.updateRelays(p.Connected, p.DisconnectedIDs, false)
 	case *portal.GatewayResource:
 		g.resourceUpdated(*p)
 	case *portal.Disconnect:
@@ -69,7 +65,7 @@ func (g *Gateway) applyInit(ctx context.Context, in *portal.GatewayInit) {
 		g.startDNSServer(ctx)
 	}
 	g.iface = settings
-	g.addRelays(in.Relays, true)
+	g.updateRelays(in.Relays, nil, true)
 
 	auths := make([]acl.Authorization, 0, len(in.Authorizations))
 	for _, a := range in.Authorizations {
@@ -96,9 +92,10 @@ func (g *Gateway) applyInit(ctx context.Context, in *portal.GatewayInit) {
 		zap.Int("relays", len(g.relays)), zap.Int("authorizations", len(auths)))
 }
 
-// addRelays updates the node's relays. With full set, relays not listed
-// are removed (init is a full resync).
-func (g *Gateway) addRelays(list portal.Relays, full bool) {
+// updateRelays updates the node's relays: gone are removed, list is
+// added (or replaced when its entries changed). With full, relays not
+// listed are removed too (init is a full resync).
+func (g *Gateway) updateRelays(list portal.Relays, gone []string, full bool) {
 	next := make(map[string][]snownet.Relay)
 	for _, r := range list {
 		ap, err := r.AddrPort()
@@ -109,6 +106,12 @@ func (g *Gateway) addRelays(list portal.Relays, full bool) {
 	}
 	var removed []string
 	var added []snownet.Relay
+	for _, id := range gone {
+		if _, ok := g.relays[id]; ok {
+			removed = append(removed, id)
+			delete(g.relays, id)
+		}
+	}
 	if full {
 		for id := range g.relays {
 			if _, ok := next[id]; !ok {
