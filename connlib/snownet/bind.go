@@ -91,7 +91,7 @@ type Bind struct {
 	closed chan struct{} // closed by Close; nil while not open
 	peers  map[string]*peerEndpoint
 
-	stun  atomic.Pointer[STUNConn]
+	stun  atomic.Pointer[stunRoutes]
 	relay *relayRing
 
 	nWireGuard, nSTUN, nSTUNDropped, nChannelData, nUnknown atomic.Uint64
@@ -320,8 +320,8 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 }
 
 func (b *Bind) deliverSTUN(p []byte, ep conn.Endpoint) {
-	sc := b.stun.Load()
-	if sc == nil {
+	rt := b.stun.Load()
+	if rt == nil || len(rt.all) == 0 {
 		b.nSTUNDropped.Add(1)
 		return
 	}
@@ -334,15 +334,35 @@ func (b *Bind) deliverSTUN(p []byte, ep conn.Endpoint) {
 		b.nSTUNDropped.Add(1)
 		return
 	}
-	if sc.deliver(p, from) {
+	ok := false
+	switch {
+	case len(rt.all) == 1:
+		ok = rt.all[0].deliver(p, from)
+	case isSTUNRequest(p):
+		// Requests name their agent in USERNAME (see muxpool.go).
+		sc := rt.byPair[string(stunUsername(p))]
+		if sc == nil {
+			sc = rt.all[0]
+		}
+		ok = sc.deliver(p, from)
+	default:
+		// Responses carry no USERNAME: every mux gets a copy and the agent
+		// that sent the transaction takes it.
+		for _, sc := range rt.all {
+			if sc.deliver(p, from) {
+				ok = true
+			}
+		}
+	}
+	if ok {
 		b.nSTUN.Add(1)
 	} else {
 		b.nSTUNDropped.Add(1)
 	}
 }
 
-// attachSTUN makes sc the destination of received STUN (nil: none).
-func (b *Bind) attachSTUN(sc *STUNConn) { b.stun.Store(sc) }
+// attachSTUN makes sc the only destination of received STUN (tests).
+func (b *Bind) attachSTUN(sc *STUNConn) { b.stun.Store(&stunRoutes{all: []*STUNConn{sc}}) }
 
 // Stats returns the classifier counters.
 func (b *Bind) Stats() BindStats {

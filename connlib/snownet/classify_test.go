@@ -110,6 +110,10 @@ func FuzzClassify(f *testing.F) {
 			}
 			var m stun.Message
 			_ = stun.Decode(p, &m) // must not panic
+			u := stunUsername(p)
+			if want, err := m.Get(stun.AttrUsername); err == nil && isSTUNRequest(p) && u != nil && string(u) != string(want) {
+				t.Fatalf("USERNAME %q, pion says %q", u, want)
+			}
 		case KindChannelData:
 			if _, _, err := ParseChannelData(p); err != nil {
 				t.Fatalf("channeldata verdict but parse error %v", err)
@@ -315,5 +319,23 @@ func TestRelayRingConcurrent(t *testing.T) {
 	}
 	if r.push(make([]byte, 65), eps[0], nil) {
 		t.Fatal("oversized packet accepted")
+	}
+}
+
+func TestSTUNUsername(t *testing.T) {
+	if u := stunUsername(stunBinding(t)); string(u) != "abcd:efgh" {
+		t.Fatalf("USERNAME %q", u)
+	}
+	resp, _ := stun.Build(stun.TransactionID, stun.BindingSuccess)
+	if u := stunUsername(resp.Raw); u != nil || isSTUNRequest(resp.Raw) {
+		t.Fatalf("response: username %q request %v", u, isSTUNRequest(resp.Raw))
+	}
+	if !isSTUNRequest(stunBinding(t)) {
+		t.Fatal("binding request not recognised")
+	}
+	bad := stunBinding(t)
+	binary.BigEndian.PutUint16(bad[22:24], 0xffff) // first attribute overruns
+	if u := stunUsername(bad); u != nil {
+		t.Fatalf("malformed: %q", u)
 	}
 }

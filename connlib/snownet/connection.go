@@ -19,6 +19,7 @@ type connection struct {
 	params ConnParams
 	ep     *peerEndpoint
 	ice    *iceSession
+	slot   *muxSlot // the mux its agent uses
 	lc     lifecycle
 
 	pair          *PairInfo     // nominated pair, nil before
@@ -46,23 +47,19 @@ func (n *Node) newConnectionLocked(p ConnParams, now time.Time) (*connection, er
 		relayCands: make(map[string]netip.Addr),
 		stop:       make(chan struct{}),
 	}
-	if ch, ok := n.closingUfrags[p.Local.Ufrag]; ok {
-		// Only pion's loop goroutine is needed to withdraw the ufrag; it
-		// never takes the node's lock.
-		select {
-		case <-ch:
-		case <-time.After(5 * time.Second):
-			n.log.Warn("previous ICE agent still holds the ufrag", zap.String("peer", p.Peer))
-		}
-		delete(n.closingUfrags, p.Local.Ufrag)
+	slot, err := n.acquireMuxLocked(p.Local.Ufrag)
+	if err != nil {
+		return nil, err
 	}
+	c.slot = slot
 	c.ep = n.bind.peer(p.Peer)
 	if err := n.dev.IpcSet(peerConfig(p, true)); err != nil {
 		n.bind.RemovePeer(p.Peer)
+		n.releaseMuxLocked(slot, p.Local.Ufrag)
 		return nil, err
 	}
 	s, err := newICESession(iceSessionConfig{
-		mux:          n.mux,
+		mux:          slot.mux,
 		net:          n.net,
 		relays:       n.relayListLocked(),
 		localUfrag:   p.Local.Ufrag,
@@ -78,10 +75,12 @@ func (n *Node) newConnectionLocked(p ConnParams, now time.Time) (*connection, er
 	if err != nil {
 		n.bind.RemovePeer(p.Peer)
 		n.dev.RemovePeer(device.NoisePublicKey(p.PublicKey))
+		n.releaseMuxLocked(slot, p.Local.Ufrag)
 		return nil, err
 	}
 	c.ice = s
 	n.conns[p.Peer] = c
+	n.updateRoutesLocked()
 	return c, nil
 }
 

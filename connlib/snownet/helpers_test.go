@@ -24,7 +24,7 @@ type testPeer struct {
 	mu     sync.Mutex
 	events []Event
 	cond   *sync.Cond
-	peer   *testPeer // where NewCandidate events are forwarded
+	peers  map[string]*testPeer // where NewCandidate events are forwarded, by peer id
 	creds  Credentials
 }
 
@@ -69,7 +69,7 @@ func (tp *testPeer) pump(n *Node) {
 	for ev := range n.Events() {
 		tp.mu.Lock()
 		tp.events = append(tp.events, ev)
-		peer := tp.peer
+		peer := tp.peers[ev.Peer]
 		tp.cond.Broadcast()
 		tp.mu.Unlock()
 		if ev.Kind == EventNewCandidate && peer != nil {
@@ -142,7 +142,10 @@ func connectPair(t testing.TB, a, b *testPeer) {
 	for _, p := range [][2]*testPeer{{a, b}, {b, a}} {
 		from, to := p[0], p[1]
 		from.mu.Lock()
-		from.peer = to
+		if from.peers == nil {
+			from.peers = make(map[string]*testPeer)
+		}
+		from.peers[to.name] = to
 		var replay []string
 		for _, ev := range from.events {
 			if ev.Kind == EventNewCandidate && ev.Peer == to.name {

@@ -72,30 +72,8 @@ type iceSessionConfig struct {
 	log          *zap.Logger
 }
 
-// sessionMux is the shared mux as one agent sees it. It reports when the
-// agent has withdrawn its ufrag from the mux: the mux keys connections by
-// ufrag alone, so a new agent reusing the credentials must not register
-// before the old one is gone (it would share, then lose, its conn).
-//
-// pion also withdraws the ufrag when an agent starts (Restart) or fails,
-// so only a withdrawal after close began counts.
-type sessionMux struct {
-	ice.UniversalUDPMux
-	closing atomic.Bool
-	once    sync.Once
-	removed chan struct{}
-}
-
-func (m *sessionMux) RemoveConnByUfrag(ufrag string) {
-	m.UniversalUDPMux.RemoveConnByUfrag(ufrag)
-	if m.closing.Load() {
-		m.once.Do(func() { close(m.removed) })
-	}
-}
-
 // iceSession is one ICE agent (one per connection).
 type iceSession struct {
-	mux    *sessionMux // nil without a mux
 	agent  *ice.Agent
 	cfg    iceSessionConfig
 	l      iceListener
@@ -152,19 +130,15 @@ func newICESession(cfg iceSessionConfig, l iceListener) (*iceSession, error) {
 		HostAcceptanceMinWait: &zero,
 		LoggerFactory:         pionLoggerFactory{cfg.log},
 	}
-	var sm *sessionMux
 	if cfg.mux == nil {
 		acfg.UDPMux, acfg.UDPMuxSrflx = nil, nil
-	} else {
-		sm = &sessionMux{UniversalUDPMux: cfg.mux, removed: make(chan struct{})}
-		acfg.UDPMux, acfg.UDPMuxSrflx = sm, sm
 	}
 	a, err := ice.NewAgent(acfg)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &iceSession{mux: sm, agent: a, cfg: cfg, l: l, ctx: ctx, cancel: cancel}
+	s := &iceSession{agent: a, cfg: cfg, l: l, ctx: ctx, cancel: cancel}
 	if err := s.wire(); err != nil {
 		s.close()
 		return nil, err
@@ -256,21 +230,9 @@ func (s *iceSession) localCandidates() []string {
 // candidate gathering, and a TURN allocation in flight is not cancelled.
 func (s *iceSession) close() {
 	s.once.Do(func() {
-		if s.mux != nil {
-			s.mux.closing.Store(true)
-		}
 		s.cancel()
 		_ = s.agent.Close()
 	})
-}
-
-// ufragRemoved is closed once the agent has withdrawn its ufrag from the
-// shared mux (nil without a mux).
-func (s *iceSession) ufragRemoved() <-chan struct{} {
-	if s.mux == nil {
-		return nil
-	}
-	return s.mux.removed
 }
 
 // relayNet wraps the agent's transport.Net so that the sockets pion opens

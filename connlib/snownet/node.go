@@ -3,7 +3,6 @@ package snownet
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -25,7 +24,7 @@ var (
 	ErrUnknownConnection = errors.New("snownet: unknown connection")
 	ErrBadParams         = errors.New("snownet: bad connection parameters")
 	ErrDuplicateKey      = errors.New("snownet: public key already used by another connection")
-	ErrDuplicateUfrag    = errors.New("snownet: local ICE ufrag already used by another connection")
+	errBindNotOpen       = errors.New("snownet: shared socket is not open")
 )
 
 // Config configures a Node. Nil and zero fields take defaults.
@@ -91,13 +90,10 @@ type Node struct {
 	relays     map[string]Relay                          // by Relay.key()
 	realms     atomic.Pointer[map[netip.AddrPort]string] // relay address -> realm, copy on write
 	realmDrops atomic.Uint64
-	stunConn   *STUNConn
-	// closingUfrags: local ufrag -> closed when a closing agent has left
-	// the mux. closing counts agents still closing (Close waits for them).
-	closingUfrags map[string]<-chan struct{}
-	closing       sync.WaitGroup
-	mux           *ice.UniversalUDPMuxDefault
-	lastPoll      time.Time
+	muxes      []*muxSlot     // pion muxes on the shared socket; [0] is primary
+	closing    sync.WaitGroup // agents still closing (Close waits for them)
+	mux        *ice.UniversalUDPMuxDefault
+	lastPoll   time.Time
 }
 
 // NewNode creates the WireGuard device over a shared Bind, brings it up
@@ -149,8 +145,6 @@ func NewNode(cfg Config) (*Node, error) {
 		key:    cfg.PrivateKey,
 		conns:  make(map[string]*connection),
 		relays: make(map[string]Relay),
-
-		closingUfrags: make(map[string]<-chan struct{}),
 	}
 	n.net = relayNet{Net: netw, rcv: b.rcvbuf, snd: b.sndbuf, realm: n.relayRealm, realmDrops: &n.realmDrops}
 	empty := map[netip.AddrPort]string{}
@@ -180,29 +174,19 @@ func NewNode(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// rebuildMux (re)creates the ICE mux on the Bind's current port. pion reads
-// the mux address once, so a new port needs a new mux.
+// rebuildMux (re)creates the primary ICE mux on the Bind's current port
+// and drops the others. pion reads the mux address once, so a new port
+// needs new muxes.
 func (n *Node) rebuildMux() error {
-	port := n.bind.Port()
-	if port == 0 {
-		return errors.New("snownet: shared socket is not open")
+	s, err := n.newMuxSlot()
+	if err != nil {
+		return err
 	}
-	ip := net.IPv6unspecified
-	if n.cfg.HostIP.IsValid() {
-		ip = n.cfg.HostIP.Unmap().AsSlice()
-	}
-	sc := newSTUNConn(n.bind, &net.UDPAddr{IP: ip, Port: int(port)})
-	mux := ice.NewUniversalUDPMuxDefault(ice.UniversalUDPMuxParams{
-		Logger:  pionLoggerFactory{n.log}.NewLogger("udpmux"),
-		UDPConn: sc,
-		Net:     n.net,
-	})
-	old, oldSC := n.mux, n.stunConn
-	n.mux, n.stunConn = mux, sc
-	n.bind.attachSTUN(sc)
-	if old != nil {
-		_ = old.Close()
-		_ = oldSC.Close()
+	old := n.muxes
+	n.muxes = []*muxSlot{s}
+	n.updateRoutesLocked()
+	for _, m := range old {
+		m.close()
 	}
 	return nil
 }
@@ -265,11 +249,6 @@ func (n *Node) UpsertConnection(p ConnParams) error {
 		if c.params.PublicKey == p.PublicKey {
 			n.mu.Unlock()
 			return ErrDuplicateKey
-		}
-		if c.params.Local.Ufrag == p.Local.Ufrag {
-			// pion's mux routes by local ufrag alone.
-			n.mu.Unlock()
-			return ErrDuplicateUfrag
 		}
 	}
 	c, err := n.newConnectionLocked(p, now)
@@ -421,21 +400,15 @@ func (n *Node) removeLocked(c *connection) {
 	n.bind.RemovePeer(c.id)
 	n.dev.RemovePeer(device.NoisePublicKey(c.params.PublicKey))
 	// pion's Close waits for candidate gathering (seconds if a relay does
-	// not answer), so the agent is closed in the background. It withdraws
-	// its ufrag from the shared mux first thing; a new agent with the same
-	// credentials waits for that (see newConnectionLocked).
-	ufrag, ch := c.params.Local.Ufrag, c.ice.ufragRemoved()
-	if ch != nil {
-		n.closingUfrags[ufrag] = ch
-	}
+	// not answer), so the agent is closed in the background; its ufrag
+	// stays reserved on its mux until then (see muxpool.go).
+	slot, ufrag := c.slot, c.params.Local.Ufrag
 	n.closing.Add(1)
 	go func() {
 		defer n.closing.Done()
 		c.shutdown()
 		n.mu.Lock()
-		if cur, ok := n.closingUfrags[ufrag]; ok && cur == ch {
-			delete(n.closingUfrags, ufrag)
-		}
+		n.releaseMuxLocked(slot, ufrag)
 		n.mu.Unlock()
 	}()
 }
@@ -593,14 +566,14 @@ func (n *Node) Close() error {
 		closing = append(closing, c)
 		n.removeLocked(c)
 	}
-	mux, sc := n.mux, n.stunConn
+	muxes := n.muxes
+	n.muxes = nil
 	n.mu.Unlock()
 	close(n.stop)
 	n.wg.Wait()
 	n.closing.Wait()
-	if mux != nil {
-		_ = mux.Close()
-		_ = sc.Close()
+	for _, m := range muxes {
+		m.close()
 	}
 	n.dev.Close()
 	n.events.close()

@@ -217,8 +217,8 @@ func TestUpdateRelaysAndParams(t *testing.T) {
 	}
 	dupUfrag := dupKey
 	dupUfrag.PublicKey = k2.PublicKey()
-	if err := a.node.UpsertConnection(dupUfrag); !errors.Is(err, ErrDuplicateUfrag) {
-		t.Errorf("same ufrag, other peer: %v", err)
+	if err := a.node.UpsertConnection(dupUfrag); err != nil {
+		t.Errorf("same local ufrag, other peer: %v (muxes must absorb collisions)", err)
 	}
 	if err := a.node.AddRemoteCandidate("nobody", "candidate:1 1 udp 1 127.0.0.1 9 typ host"); !errors.Is(err, ErrUnknownConnection) {
 		t.Errorf("unknown connection: %v", err)
@@ -263,4 +263,47 @@ func TestReconnectSameCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Two connections of one node with the same local ufrag (4-character
+// portal ufrags collide on busy gateways): each gets its own mux on the
+// shared socket and both work.
+func TestLocalUfragCollision(t *testing.T) {
+	a := newTestPeer(t, "alice", "10.0.0.1", nil)
+	b := newTestPeer(t, "bob", "10.0.0.2", nil)
+	c := newTestPeer(t, "carol", "10.0.0.3", nil)
+	connectPair(t, a, b) // alice uses a.creds on both connections
+	connectPair(t, a, c)
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	a.mustEvent(EventConnectionEstablished, "carol", establishTimeout)
+	for i := 0; i < 3; i++ {
+		pingOnce(t, a, b, 10*time.Second)
+		pingOnce(t, a, c, 10*time.Second)
+		pingOnce(t, b, a, 10*time.Second)
+		pingOnce(t, c, a, 10*time.Second)
+	}
+	a.node.mu.Lock()
+	muxes := len(a.node.muxes)
+	a.node.mu.Unlock()
+	if muxes != 2 {
+		t.Fatalf("%d muxes, want 2", muxes)
+	}
+	// Closing the second connection retires the extra mux.
+	if err := a.node.CloseConnection("carol"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a.node.mu.Lock()
+		muxes = len(a.node.muxes)
+		a.node.mu.Unlock()
+		if muxes == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("extra mux not retired (%d)", muxes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pingOnce(t, a, b, 10*time.Second)
 }
