@@ -19,7 +19,11 @@
 // ChannelData. WireGuard goes to the device; STUN goes to pion's
 // UniversalUDPMux through STUNConn and its slot is zeroed; ChannelData and
 // anything else is dropped and counted (BindStats). The mux's writes leave
-// through the same socket.
+// through the same socket. pion's mux routes by local ufrag alone and the
+// portal's ufrags are only 4 characters, so the Node keeps a small pool of
+// muxes on the socket: an agent whose ufrag is taken goes to another one,
+// and the Bind routes STUN requests by USERNAME and responses to every mux
+// (see muxpool.go).
 //
 // Endpoints are keyed by peer id: the Node configures each WireGuard peer
 // with endpoint=<peer id>, and the Bind keeps an atomic path per peer
