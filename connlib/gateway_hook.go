@@ -148,7 +148,11 @@ func (h *gatewayHook) FromTun(pkt []byte) Verdict {
 		h.untracked.Add(1)
 		return Drop
 	}
-	h.g.nat.translateIn(p, now)
+	if p.IsICMPError() {
+		h.g.nat.translateInICMPError(p)
+	} else {
+		h.g.nat.translateIn(p, now)
+	}
 	return Pass
 }
 

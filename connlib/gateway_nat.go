@@ -142,6 +142,38 @@ func (n *dnsNAT) translateIn(p ippacket.Packet, now time.Time) {
 	_ = p.SetSrc(proxy)
 }
 
+// translateInICMPError rewrites an ICMP error about a NATed flow (e.g.
+// "fragmentation needed" or "port unreachable" from the real address) so
+// the client's stack can match it: the quoted packet's destination and,
+// when the error comes from the real address itself, the outer source
+// become the proxy IP. Rare packets: checksums are recomputed in full.
+func (n *dnsNAT) translateInICMPError(p ippacket.Packet) {
+	if n.flows.Load() == 0 {
+		return
+	}
+	q, err := p.ICMPErrorQuote()
+	if err != nil {
+		return
+	}
+	t := q.Tuple() // the client's packet as it left the gateway
+	sh := n.shard(t.Src)
+	sh.mu.Lock()
+	f := sh.in[t.Reverse()]
+	var real, proxy netip.Addr
+	if f != nil {
+		real, proxy = f.real, f.proxy
+	}
+	sh.mu.Unlock()
+	if f == nil {
+		return
+	}
+	_ = q.SetDst(proxy)
+	if p.Src() == real {
+		_ = p.SetSrc(proxy)
+	}
+	p.FixChecksums()
+}
+
 func gwNATTimeout(f *natFlow) time.Duration {
 	if !f.confirmed {
 		return natUnconfirmedTimeout

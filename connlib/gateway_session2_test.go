@@ -95,6 +95,21 @@ func TestGatewaySessionDNSResource(t *testing.T) {
 	if !ok || back.Src() != proxies[1] || !back.ChecksumsValid() {
 		t.Fatalf("reply ok=%v src=%v, want the proxy IP %v", ok, back.Src(), proxies[1])
 	}
+	// An ICMP error from the real address about that flow reaches the
+	// client in terms of the proxy IP.
+	var ebuf [ippacket.MaxICMPv4ErrorLen]byte
+	n, err := ippacket.BuildUnreachable(ebuf[:], got, ippacket.HostUnreachable, real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendPkt(t, f.res, ebuf[:n])
+	icmpErr, ok := recvPkt(cl.App, gwWait, func(p ippacket.Packet) bool { return p.IsICMPError() })
+	if !ok {
+		t.Fatal("ICMP error about a NATed flow did not reach the client")
+	}
+	if q, err := icmpErr.ICMPErrorQuote(); err != nil || q.Dst() != proxies[1] || icmpErr.Src() != proxies[1] || !icmpErr.ChecksumsValid() {
+		t.Fatalf("ICMP error not translated: src %v quote %v %v", icmpErr.Src(), q.Dst(), err)
+	}
 	if f.g.nat.numFlows() != 1 {
 		t.Fatalf("NAT flows %d", f.g.nat.numFlows())
 	}
