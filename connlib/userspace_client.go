@@ -175,16 +175,26 @@ func (u *UserspaceClient) Close() error {
 // tunnel addresses and DNS exist), ctx is done or the session ended.
 func (u *UserspaceClient) WaitReady(ctx context.Context) error {
 	select {
+	case <-u.done: // checked first: Ready stays closed after the end
+		return u.endErr()
+	default:
+	}
+	select {
 	case <-u.c.Ready():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-u.done:
-		if err := u.Err(); err != nil {
-			return err
-		}
-		return ErrUserspaceClientClosed
+		return u.endErr()
 	}
+}
+
+// endErr is what calls get once the session has ended.
+func (u *UserspaceClient) endErr() error {
+	if err := u.Err(); err != nil {
+		return err
+	}
+	return ErrUserspaceClientClosed
 }
 
 // DialContext connects through the tunnel, like net.Dialer.DialContext:

@@ -202,8 +202,8 @@ func TestUserspaceClientCloseReleasesGoroutines(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("connection still readable after Close")
 	}
-	if _, err := f.client.DialContext(ctx, "tcp", "10.99.0.10:1"); err == nil {
-		t.Fatal("dial after Close succeeded")
+	if _, err := f.client.DialContext(ctx, "tcp", "10.99.0.10:1"); !errors.Is(err, ErrUserspaceClientClosed) {
+		t.Fatalf("dial after Close: %v, want ErrUserspaceClientClosed", err)
 	}
 	select {
 	case <-f.client.Done():
@@ -285,4 +285,27 @@ func TestUserspaceClientTokenRejected(t *testing.T) {
 	if !errors.Is(uc.Err(), ErrClientTokenRejected) {
 		t.Fatalf("Err: %v", uc.Err())
 	}
+}
+
+// TestUserspaceClientCloseWithoutStart: a client that never ran releases
+// its sockets and stack on Close, and Start after Close does nothing.
+func TestUserspaceClientCloseWithoutStart(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	uc, err := NewUserspaceClient(ClientConfig{APIURL: "ws://127.0.0.1:1", Token: "t", FirezoneID: "never", HostIP: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := uc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	uc.Start()
+	select {
+	case <-uc.Done():
+	default:
+		t.Fatal("Done open after Close")
+	}
+	if _, err := uc.DialContext(context.Background(), "tcp", "10.99.0.10:80"); !errors.Is(err, ErrUserspaceClientClosed) {
+		t.Fatalf("dial after Close: %v", err)
+	}
+	goleak.VerifyNone(t, opt)
 }
