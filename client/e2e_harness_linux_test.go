@@ -86,10 +86,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startE2E(t *testing.T) *e2eEnv {
+func startE2E(t *testing.T, opts topo.Options) *e2eEnv {
 	t.Helper()
 	clientBin, gatewayBin, portalBin := buildBinaries(t)
-	tp := topo.Build(t, topo.Options{})
+	tp := topo.Build(t, opts)
 	env := &e2eEnv{tp: tp, clientBin: clientBin, portalLog: &syncBuffer{}, gwLog: &syncBuffer{}}
 	portalAddr := netip.AddrPortFrom(tp.Portal.IPv4, e2ePortalPort)
 	env.apiURL = "ws://" + portalAddr.String()

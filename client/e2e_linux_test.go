@@ -139,7 +139,7 @@ func dnsQuery(t *testing.T, h *topo.Host, server netip.Addr, name string, qtype 
 
 func TestE2E(t *testing.T) {
 	netns.RequireRoot(t)
-	env := startE2E(t)
+	env := startE2E(t, topo.Options{})
 	tp := env.tp
 	resource := netip.AddrPortFrom(tp.Resource.IPv4, 80)
 
@@ -281,4 +281,26 @@ func TestE2E(t *testing.T) {
 			t.Fatalf("TUN still there: %s", out)
 		}
 	})
+}
+
+// TestE2ERelayed: both sites behind symmetric NATs, so hole punching
+// cannot work and the connection goes through the portal's TURN relay;
+// HTTP to the resource still works and the client reports a relayed path.
+func TestE2ERelayed(t *testing.T) {
+	netns.RequireRoot(t)
+	env := startE2E(t, topo.Options{ClientNAT: topo.NATSymmetric, GatewayNAT: topo.NATSymmetric})
+	cp := env.startClient(t, e2eClientToken, "")
+	cp.waitLog(t, "tunnel is up")
+	resource := netip.AddrPortFrom(env.tp.Resource.IPv4, 80)
+	body, err := httpGet(env.tp.Client, resource, "/", 60*time.Second)
+	if err != nil || body != "hello from the resource\n" {
+		t.Fatalf("GET through the relay: %q %v", body, err)
+	}
+	cp.waitLog(t, "connection established", `"path":"relayed"`)
+	if err := cp.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := cp.wait(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
 }
