@@ -11,7 +11,7 @@ import (
 // routing decision for a connected CIDR resource (1000 CIDR resources in
 // the table).
 func BenchmarkClientHookFromTun(b *testing.B) {
-	c := newHookTestClient(&testing.T{}, newClientFakeClock())
+	c := newHookTestClient(b, newClientFakeClock())
 	h := (*clientHook)(c)
 	rid := routing.ResourceID{1}
 	c.table.Update(func(e *routing.Editor) {

@@ -109,7 +109,7 @@ func TestClientPendingBufferBound(t *testing.T) {
 
 // newHookTestClient is a Client with only what the packet hook reads: a
 // routing table, a resolver, the pending buffers and a view.
-func newHookTestClient(t *testing.T, clk *clientFakeClock) *Client {
+func newHookTestClient(t testing.TB, clk *clientFakeClock) *Client {
 	t.Helper()
 	res, err := dns.NewResolver(dns.Config{})
 	if err != nil {
