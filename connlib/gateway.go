@@ -130,7 +130,7 @@ type Gateway struct {
 	clients   map[string]*gwClient // by portal client id
 	relays    map[string][]snownet.Relay
 	iface     GatewayInterface
-	dnsConn   net.PacketConn
+	dnsConns  []net.PacketConn // the :53535 servers
 	ctrlCh    chan gwControlMsg
 	resolveC  chan gwResolveResult
 	resolving map[string]bool // client id + domain → resolution in flight
@@ -349,8 +349,8 @@ func (g *Gateway) shutdown() {
 		zap.Uint64("garbage_datagrams", bs.Unknown+bs.ChannelData),
 		zap.Uint64("packets_to_resources", ps.ToTun-ps.ToTunDropped), zap.Uint64("packets_to_clients", ps.FromTun-ps.FromTunDropped),
 		zap.Uint64("icmp_errors_sent", d.ICMPSent), zap.Uint64("untracked_dropped", d.Untracked))
-	if g.dnsConn != nil {
-		g.dnsConn.Close()
+	for _, c := range g.dnsConns {
+		c.Close()
 	}
 	g.node.Close()
 }

@@ -111,38 +111,41 @@ func (g *Gateway) handleResolved(r gwResolveResult) {
 	g.sendDomainStatus(c, r.resource, r.domain, true)
 }
 
-// startDNSServer (re)binds the DNS server on <tun ip>:53535, three tries
-// 100 ms apart (the address may still be settling). Failure is logged:
-// forwarding of other traffic does not depend on it.
+// startDNSServer (re)binds the DNS server on <tun ipv4>:53535 and
+// [<tun ipv6>]:53535, three tries 100 ms apart each (the address may still
+// be settling). Failure is logged: forwarding of other traffic does not
+// depend on it.
 func (g *Gateway) startDNSServer(ctx context.Context) {
-	if g.dnsConn != nil {
-		g.dnsConn.Close()
-		g.dnsConn = nil
+	for _, c := range g.dnsConns {
+		c.Close()
 	}
-	if !g.iface.IPv4.IsValid() {
-		return
-	}
+	g.dnsConns = nil
 	listen := g.cfg.ListenPacket
 	if listen == nil {
 		listen = net.ListenPacket
 	}
-	addr := netip.AddrPortFrom(g.iface.IPv4, dns.GatewayDNSPort).String()
-	var conn net.PacketConn
-	var err error
-	for i := 0; i < 3; i++ {
-		if conn, err = listen("udp", addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		g.log.Warn("gateway DNS server not started", zap.String("addr", addr), zap.Error(err))
-		return
-	}
-	g.dnsConn = conn
 	upstream := gwSystemNameserver()
-	g.log.Info("gateway DNS server listening", zap.String("addr", addr), zap.String("upstream", upstream))
-	go gwServeDNS(ctx, conn, upstream, g.log.Named("dns"))
+	for _, ip := range []netip.Addr{g.iface.IPv4, g.iface.IPv6} {
+		if !ip.IsValid() {
+			continue
+		}
+		addr := netip.AddrPortFrom(ip, dns.GatewayDNSPort).String()
+		var conn net.PacketConn
+		var err error
+		for i := 0; i < 3; i++ {
+			if conn, err = listen("udp", addr); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			g.log.Warn("gateway DNS server not started", zap.String("addr", addr), zap.Error(err))
+			continue
+		}
+		g.dnsConns = append(g.dnsConns, conn)
+		g.log.Info("gateway DNS server listening", zap.String("addr", addr), zap.String("upstream", upstream))
+		go gwServeDNS(ctx, conn, upstream, g.log.Named("dns"))
+	}
 }
 
 // gwSystemNameserver returns the first nameserver of /etc/resolv.conf as

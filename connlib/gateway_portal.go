@@ -58,7 +58,7 @@ func (g *Gateway) applyInit(ctx context.Context, in *portal.GatewayInit) {
 			g.log.Error("configuring the TUN interface", zap.Error(err))
 		}
 	}
-	if settings.IPv4 != g.iface.IPv4 || settings.IPv6 != g.iface.IPv6 || g.dnsConn == nil {
+	if settings.IPv4 != g.iface.IPv4 || settings.IPv6 != g.iface.IPv6 || len(g.dnsConns) == 0 {
 		g.iface = settings
 		g.acl.SetGatewayAddrs(v4, v6)
 		g.hook.setGatewayAddrs(v4, v6)

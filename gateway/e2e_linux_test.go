@@ -173,7 +173,9 @@ relays:
 	env.etcGW = t.TempDir()
 	hosts := "127.0.0.1 localhost\n" + tp.Resource.IPv4.String() + " web.svc.corp\n"
 	must(t, os.WriteFile(filepath.Join(env.etcGW, "hosts"), []byte(hosts), 0o644))
-	must(t, os.WriteFile(filepath.Join(env.etcGW, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644))
+	// Its nameserver is a DNS server on the resource host (serveDNS), for
+	// the queries clients forward to the gateway's :53535.
+	must(t, os.WriteFile(filepath.Join(env.etcGW, "resolv.conf"), []byte("nameserver "+tp.Resource.IPv4.String()+"\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(env.etcGW, "nsswitch.conf"), []byte("hosts: files dns\n"), 0o644))
 	if b, err := os.ReadFile("/etc/os-release"); err == nil {
 		_ = os.WriteFile(filepath.Join(env.etcGW, "os-release"), b, 0o644)
@@ -279,6 +281,24 @@ func serveTCP(t *testing.T, h *topo.Host, ap netip.AddrPort, greeting string) {
 	}()
 }
 
+// serveResourceDNS answers TXT queries with "site-dns" on ap.
+func serveResourceDNS(t *testing.T, h *topo.Host, ap netip.AddrPort) {
+	t.Helper()
+	c, err := h.ListenUDP(ap)
+	must(t, err)
+	srv := &mdns.Server{PacketConn: c, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		if len(r.Question) == 1 && r.Question[0].Qtype == mdns.TypeTXT {
+			rr, _ := mdns.NewRR(r.Question[0].Name + ` 60 IN TXT "site-dns"`)
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+}
+
 func serveUDPEcho(t *testing.T, h *topo.Host, ap netip.AddrPort) {
 	t.Helper()
 	c, err := h.ListenUDP(ap)
@@ -345,6 +365,7 @@ func TestE2EGatewayBinary(t *testing.T) {
 	serveTCP(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 80), "hello-80\n")
 	serveTCP(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 22), "hello-22\n")
 	serveUDPEcho(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 7))
+	serveResourceDNS(t, tp.Resource, netip.AddrPortFrom(res, 53))
 	// crm's address lives on the resource host too; alice has no policy for it.
 	must(t, tp.Resource.NS.AddAddr(tp.Resource.Iface, netip.MustParsePrefix("10.20.0.111/24")))
 
@@ -443,6 +464,23 @@ func TestE2EGatewayBinary(t *testing.T) {
 	}
 	c2.Close()
 	gw.log.wait(t, "DNS resource NAT active", "web.svc.corp")
+
+	// Other record types of a DNS-resource name go through the tunnel to
+	// the gateway's DNS server on :53535, which asks its own nameserver.
+	must(t, tp.Client.Do(func() error {
+		m := new(mdns.Msg)
+		m.SetQuestion("web.svc.corp.", mdns.TypeTXT)
+		c := &mdns.Client{Timeout: 5 * time.Second}
+		var last string
+		for i := 0; i < 5; i++ {
+			r, _, err := c.Exchange(m, netip.AddrPortFrom(sentinel, 53).String())
+			if err == nil && len(r.Answer) == 1 && strings.Contains(r.Answer[0].String(), "site-dns") {
+				return nil
+			}
+			last = fmt.Sprint(r, err)
+		}
+		return fmt.Errorf("TXT via the gateway's DNS server: %s", last)
+	}))
 
 	// The health check reports ready.
 	must(t, tp.Gateway.Do(func() error {
