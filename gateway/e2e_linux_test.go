@@ -118,9 +118,13 @@ type e2eEnv struct {
 }
 
 func startPortal(t *testing.T) *e2eEnv {
+	return startPortalIn(t, topo.Options{})
+}
+
+func startPortalIn(t *testing.T, opts topo.Options) *e2eEnv {
 	t.Helper()
 	buildE2E(t)
-	tp := topo.Build(t, topo.Options{})
+	tp := topo.Build(t, opts)
 	env := &e2eEnv{tp: tp}
 	portalAddr := netip.AddrPortFrom(tp.Portal.IPv4, e2ePortalPort)
 	env.apiURL = "ws://" + portalAddr.String()
@@ -534,6 +538,35 @@ func waitSentinel(t *testing.T, rc string) netip.Addr {
 			t.Fatalf("client resolv.conf not rewritten:\n%s", b)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestE2EGatewayRelayed: both sites behind symmetric NATs, so only the
+// relay connects client and gateway; traffic still flows and is filtered.
+func TestE2EGatewayRelayed(t *testing.T) {
+	netns.RequireRoot(t)
+	env := startPortalIn(t, topo.Options{ClientNAT: topo.NATSymmetric, GatewayNAT: topo.NATSymmetric})
+	tp := env.tp
+	serveTCP(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 80), "hello-80\n")
+	gw := env.startGateway(t, e2eGatewayToken, "--masquerade")
+	gw.log.wait(t, "portal init applied")
+	etcCl := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(etcCl, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644))
+	cl := env.startClient(t, etcCl)
+	cl.log.wait(t, "tunnel is up")
+	conn, greet, err := readGreeting(tp.Client, netip.AddrPortFrom(tp.Resource.IPv4, 80), 45*time.Second)
+	if err != nil || greet != "hello-80\n" {
+		t.Fatalf("TCP 80 over the relay: %q %v", greet, err)
+	}
+	conn.Close()
+	gw.log.wait(t, "connection established", `"path":"relayed"`)
+	if c, g, err := readGreeting(tp.Client, netip.AddrPortFrom(tp.Resource.IPv4, 22), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("TCP 22 outside the filter answered %q", g)
+	}
+	must(t, gw.p.Cmd.Process.Signal(syscall.SIGTERM))
+	if code := gw.wait(t); code != 0 {
+		t.Fatalf("gateway exit code %d", code)
 	}
 }
 
