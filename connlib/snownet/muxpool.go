@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/pion/ice/v3"
+	"go.uber.org/zap"
 )
 
 // pion's UDP mux routes STUN to agents by the local ufrag alone, but
@@ -67,7 +68,7 @@ func (n *Node) acquireMuxLocked(ufrag string) (*muxSlot, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.log.Debug("ICE ufrag collision: extra mux")
+	n.log.Debug("local ICE ufrag already in use: extra mux", zap.Int("muxes", len(n.muxes)+1))
 	n.muxes = append(n.muxes, s)
 	s.ufrags[ufrag]++
 	return s, nil
