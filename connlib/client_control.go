@@ -2,6 +2,7 @@ package connlib
 
 import (
 	"net/netip"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -97,6 +98,32 @@ func (s *clientState) sendDueAssignments() {
 		s.log.Debug("sent assigned_ips", zap.String("gateway", gw.id), zap.String("name", k.name))
 	}
 }
+
+// goodbye tells every connected gateway that the client is going away
+// (p2p control event goodbye), so gateways drop the connection at once
+// instead of waiting for ICE to time out. It waits briefly so WireGuard
+// can send the packets before the node closes.
+func (s *clientState) goodbye() {
+	sent := 0
+	for _, gid := range clientSortedKeys(s.gateways) {
+		gw := s.gateways[gid]
+		if !gw.connected || !s.ipv6.IsValid() || !gw.ipv6.IsValid() {
+			continue
+		}
+		pkt := p2pcontrol.AppendGoodbye(nil)
+		clientSetControlAddrs(pkt, s.ipv6, gw.ipv6)
+		if s.c.pipe.InjectToPeer(pkt) {
+			sent++
+		}
+	}
+	if sent > 0 {
+		s.log.Info("sent goodbye", zap.Int("gateways", sent))
+		time.Sleep(clientGoodbyeWait)
+	}
+}
+
+// clientGoodbyeWait is how long shutdown waits for goodbyes to leave.
+const clientGoodbyeWait = 200 * time.Millisecond
 
 // onControl handles an in-tunnel control packet from a gateway.
 func (s *clientState) onControl(pkt []byte) {

@@ -108,6 +108,7 @@ func (s *clientState) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			s.goodbye()
 			return nil
 		case ev, ok := <-s.pcEvents:
 			if !ok {

@@ -32,7 +32,7 @@ func (e *mdnsNotFound) Error() string { return "no such host " + e.host }
 
 // startSessionGateway runs the real gateway session on an in-memory Tun;
 // the returned end is its resource network.
-func startSessionGateway(t *testing.T, p *devportal.Portal) *tun.MemTun {
+func startSessionGateway(t *testing.T, p *devportal.Portal) (*Gateway, *tun.MemTun) {
 	t.Helper()
 	lan, dev := tun.NewMemPair(tun.MemConfig{Name: "gwsess"})
 	g, err := NewGateway(GatewayConfig{
@@ -62,7 +62,7 @@ func startSessionGateway(t *testing.T, p *devportal.Portal) *tun.MemTun {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return lan
+	return g, lan
 }
 
 // TestSessionClientGateway runs both real sessions in one process against
@@ -71,7 +71,7 @@ func startSessionGateway(t *testing.T, p *devportal.Portal) *tun.MemTun {
 // gateway, NAT to the real address there and back).
 func TestSessionClientGateway(t *testing.T) {
 	p := startClientTestPortal(t, "")
-	lan := startSessionGateway(t, p)
+	g, lan := startSessionGateway(t, p)
 	tc := startTestClient(t, p, ctClientToken, func(cfg *ClientConfig) {
 		cfg.SystemResolvers = []netip.Addr{netip.MustParseAddr("127.0.77.2")} // never asked
 	})
@@ -112,5 +112,28 @@ func TestSessionClientGateway(t *testing.T) {
 	}
 	if s := tc.c.Status(); len(s.Gateways) != 1 || !s.Gateways[0].Connected {
 		t.Fatalf("gateways %+v", s.Gateways)
+	}
+
+	// Stopping the client says goodbye: the gateway drops the connection
+	// at once rather than after ICE times out.
+	if n := len(g.Status().Connections); n != 1 {
+		t.Fatalf("gateway connections before stop: %d", n)
+	}
+	tc.stop()
+	select {
+	case err := <-tc.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		tc.done <- nil
+	case <-time.After(clientWait):
+		t.Fatal("client did not stop")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(g.Status().Connections) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway still holds the connection: %+v", g.Status().Connections)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
