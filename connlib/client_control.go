@@ -8,6 +8,7 @@ import (
 
 	"github.com/gozone/gozone/connlib/dns"
 	"github.com/gozone/gozone/connlib/dns/p2pcontrol"
+	"github.com/gozone/gozone/connlib/ippacket"
 )
 
 // clientAssignKey identifies one outstanding assigned_ips message.
@@ -148,9 +149,15 @@ func (s *clientState) onControl(pkt []byte) {
 		}
 		t := clientTarget{rid: rid, name: st.Domain}
 		if st.Status != p2pcontrol.StatusActive {
+			// The gateway could not resolve the name: what waits for it
+			// gets "network unreachable", as Firezone answers proxy IPs
+			// without a real address.
 			s.log.Warn("gateway cannot serve DNS resource name", zap.String("name", st.Domain), zap.String("gateway", gid))
 			delete(s.active, t)
 			s.publish()
+			pkts := s.c.pending.Take(t)
+			s.unreachable(pkts, ippacket.NetUnreachable)
+			s.c.pending.Release(pkts)
 			return
 		}
 		if !s.active[t] {

@@ -159,6 +159,31 @@ func TestClientDNS(t *testing.T) {
 	if string(got.Payload()[8:]) != "to-dns-resource" {
 		t.Fatalf("payload %q", got.Payload()[8:])
 	}
+	// A name the gateway cannot resolve: domain_status Inactive, and the
+	// waiting packet is answered with ICMP network unreachable.
+	b := dnsExchange(t, tc, sentinel, 5357, clientTestQuery(t, "nope.app.corp.", mdns.TypeA))
+	badIP, _ := netip.AddrFromSlice(b.Answer[0].(*mdns.A).A.To4())
+	memSend(t, tc.app, clientUDPPacket(nil, src, netip.AddrPortFrom(badIP, 443), []byte("to-unresolvable")))
+	var ctl ippacket.Packet
+	for {
+		ctl = memRecv(t, gw.lan, clientWait, isCtl)
+		cp := append([]byte(nil), ctl.Bytes()...)
+		clientSetControlAddrs(cp, netip.IPv6Unspecified(), netip.IPv6Unspecified())
+		if m, err := p2pcontrol.Decode(cp); err == nil && m.AssignedIPs != nil && m.AssignedIPs.Domain == "nope.app.corp" {
+			break
+		}
+	}
+	inactive, err := p2pcontrol.AppendDomainStatus(nil, p2pcontrol.DomainStatus{Resource: ai.Resource, Domain: "nope.app.corp", Status: p2pcontrol.StatusInactive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientSetControlAddrs(inactive, ctl.Dst(), ctl.Src())
+	memSend(t, gw.lan, inactive)
+	icmp := memRecv(t, tc.app, clientWait, func(p ippacket.Packet) bool { return p.IsICMPError() })
+	if icmp.ICMPType() != 3 || icmp.ICMPCode() != 0 || icmp.Src() != badIP {
+		t.Fatalf("ICMP type %d code %d from %v, want net unreachable from %v", icmp.ICMPType(), icmp.ICMPCode(), icmp.Src(), badIP)
+	}
+
 	// Answered: no more retries.
 	time.Sleep(2500 * time.Millisecond)
 	if _, ok := memTryRecv(gw.lan, 100*time.Millisecond, isCtl); ok {
