@@ -111,8 +111,18 @@ type GatewayResolver interface {
 // snownet, ICE-controlled), enforces the access-control table on every
 // packet, and serves DNS resources. Create with NewGateway, run with Run.
 //
-// Concurrency: Run owns the session state on one goroutine; Status and
-// Stats are safe at any time. The packet path reads immutable snapshots.
+// Structure: one event loop (Run) consumes the phoenix client's events,
+// the snownet node's events, control packets and DNS resolutions handed
+// over by the packet path, and a 1 Hz ticker (authorization and NAT
+// expiry); it alone touches the session state (clients, relays, interface).
+// The packet path is gatewayHook inside the Pipeline between the Tun and
+// WireGuard: packets from clients are checked against the acl table (per
+// client, copy-on-write) and, for DNS resources, NATed; packets towards
+// clients pass only for flows the tracker saw leave. It reads immutable
+// snapshots through atomic pointers and never takes the loop's state.
+//
+// Concurrency: Run owns the session state on one goroutine; Status,
+// Ready, PublicKey and Port are safe at any time.
 type Gateway struct {
 	cfg   GatewayConfig
 	log   *zap.Logger

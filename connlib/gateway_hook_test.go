@@ -211,3 +211,55 @@ func BenchmarkGatewayHook10kClients(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
 }
+
+// TestGatewayHookConcurrent: the packet path runs on several goroutines
+// while the session loop adds and removes clients and authorizations
+// (run with -race).
+func TestGatewayHookConcurrent(t *testing.T) {
+	g, clk, _ := gwHookFixture(t)
+	me := gwAddClient(t, g, 2, gwWebResource, time.Time{}, true)
+	web := netip.MustParseAddr("172.20.1.1")
+	stop := make(chan struct{})
+	done := make(chan int, 4)
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			out := mkPacket(ippacket.ProtoTCP, ap(me, uint16(1000+w)), ap(web, 80), nil)
+			back := mkPacket(ippacket.ProtoTCP, ap(web, 80), ap(me, uint16(1000+w)), nil)
+			passed := 0
+			for {
+				select {
+				case <-stop:
+					done <- passed
+					return
+				default:
+				}
+				if g.hook.ToTun(out) == Pass {
+					passed++
+				}
+				g.hook.FromTun(back)
+			}
+		}(w)
+	}
+	for i := 0; i < 80; i++ {
+		n := 100 + i
+		gwAddClient(t, g, n, portal.GatewayResource{ID: fmt.Sprint("r", i%7), Type: portal.ResourceCIDR, Address: "10.1.0.0/16"}, clk.Now().Add(time.Second), true)
+		if i%3 == 0 {
+			g.removeClient(fmt.Sprintf("client-%d", n), false)
+		}
+		if i%20 == 0 {
+			clk.Add(2 * time.Second)
+			g.tick()
+		}
+	}
+	close(stop)
+	total := 0
+	for w := 0; w < 4; w++ {
+		total += <-done
+	}
+	if total == 0 {
+		t.Fatal("no packet of the stable client passed during the churn")
+	}
+	if v := g.hook.ToTun(mkPacket(ippacket.ProtoTCP, ap(me, 1), ap(web, 80), nil)); v != Pass {
+		t.Fatal("stable client lost access during the churn")
+	}
+}

@@ -222,7 +222,9 @@ func (p *proc) wait(t *testing.T) int {
 func (env *e2eEnv) startGateway(t *testing.T, token string, args ...string) *proc {
 	t.Helper()
 	base := []string{"--log-format", "json", "--tun-name", "tun-gw", "--id-file", filepath.Join(t.TempDir(), "gateway_id"),
-		"--health-check-addr", "127.0.0.1:8080", "--listen-port", fmt.Sprint(e2eGatewayPort)}
+		"--health-check-addr", "127.0.0.1:8080", "--listen-port", fmt.Sprint(e2eGatewayPort),
+		// Leave net.core.{r,w}mem_max alone: the test must not touch host-wide settings.
+		"--no-inc-buf"}
 	script := `mount --bind "$1" /etc && shift && exec "$@"`
 	full := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", env.etcGW, e2eBin.gateway}, append(base, args...)...)
 	cmd := exec.Command("unshare", full...)
