@@ -67,6 +67,9 @@ type runRec struct {
 	Round int `json:"round"`
 	iperfResult
 	StealPercent float64 `json:"steal_percent"`
+	// BusyPercent: non-idle share of all CPUs during the run (ours and
+	// everyone else's).
+	BusyPercent float64 `json:"busy_percent"`
 	// RelayShare is the relay host's received bytes over the payload
 	// (gozone paths): ≥ 1 when relayed, ≈ 0 when direct.
 	RelayShare *float64 `json:"relay_share,omitempty"`
@@ -296,7 +299,7 @@ func measure(ctx context.Context, p *benchPath, tc test, d time.Duration) runRec
 	s0, _ := readCPUTimes()
 	res, err := runIperf(ctx, p.from, p.to, tc, d)
 	s1, _ := readCPUTimes()
-	rec := runRec{iperfResult: res, StealPercent: stealPercent(s0, s1)}
+	rec := runRec{iperfResult: res, StealPercent: stealPercent(s0, s1), BusyPercent: busyPercent(s0, s1)}
 	if err != nil {
 		rec.Error = err.Error()
 		return rec

@@ -14,7 +14,7 @@ const clockTicks = 100
 
 // cpuTimes is the system-wide line "cpu ..." of /proc/stat.
 type cpuTimes struct {
-	total, steal uint64
+	total, steal, idle uint64 // idle includes iowait
 }
 
 func readCPUTimes() (cpuTimes, error) {
@@ -36,7 +36,10 @@ func readCPUTimes() (cpuTimes, error) {
 			return cpuTimes{}, fmt.Errorf("/proc/stat: %w", err)
 		}
 		c.total += v
-		if i == 8 {
+		switch i {
+		case 4, 5:
+			c.idle += v
+		case 8:
 			c.steal = v
 		}
 	}
@@ -50,6 +53,16 @@ func stealPercent(a, b cpuTimes) float64 {
 		return 0
 	}
 	return 100 * float64(b.steal-a.steal) / float64(b.total-a.total)
+}
+
+// busyPercent is the share of all CPUs' time that was not idle between two
+// readings: the benchmark's own processes plus everything else on the
+// machine (on a shared box, other jobs compete without showing as steal).
+func busyPercent(a, b cpuTimes) float64 {
+	if b.total <= a.total {
+		return 0
+	}
+	return 100 * (1 - float64(b.idle-a.idle)/float64(b.total-a.total))
 }
 
 // procCPUTicks returns utime+stime of a process (all its threads), in

@@ -26,6 +26,9 @@ func TestProcStat(t *testing.T) {
 	if s := stealPercent(a, b); s < 0 || s > 100 {
 		t.Fatalf("steal %.1f%% out of range", s)
 	}
+	if u := busyPercent(a, b); u <= 0 || u > 100 {
+		t.Fatalf("busy %.1f%% after a busy loop", u)
+	}
 	ticks, err := procCPUTicks(os.Getpid())
 	if err != nil {
 		t.Fatal(err)

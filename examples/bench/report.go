@@ -12,7 +12,7 @@ import (
 func printTable(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "gozone bench: mode=%s, %d round(s) of %.0fs per path and test, tunnel MTU %d, %d CPUs, kernel %s\n",
 		rep.Mode, rep.Rounds, rep.DurationS, rep.TunnelMTU, rep.CPUs, rep.Kernel)
-	fmt.Fprintf(w, "elapsed %.0fs; CPU steal over the whole run %.1f%%; figures are received Gbit/s (steal %% during that run)\n\n", rep.ElapsedS, rep.StealTotal)
+	fmt.Fprintf(w, "elapsed %.0fs; CPU steal over the whole run %.1f%%; figures are received Gbit/s (CPU steal %% / busy %% of all CPUs during that run)\n\n", rep.ElapsedS, rep.StealTotal)
 
 	fmt.Fprintln(w, "paths:")
 	for _, p := range rep.Paths {
@@ -102,9 +102,9 @@ func runCell(c *cell, round int) string {
 		if r.Error != "" {
 			return "error"
 		}
-		s := fmt.Sprintf("%.3f (%.0f%%)", r.Gbps, r.StealPercent)
+		s := fmt.Sprintf("%.3f (%.0f/%.0f)", r.Gbps, r.StealPercent, r.BusyPercent)
 		if c.MedianLossPercent != nil {
-			s = fmt.Sprintf("%.3f loss %.2f%% (%.0f%%)", r.Gbps, r.LostPercent, r.StealPercent)
+			s = fmt.Sprintf("%.3f loss %.2f%% (%.0f/%.0f)", r.Gbps, r.LostPercent, r.StealPercent, r.BusyPercent)
 		}
 		return s
 	}
