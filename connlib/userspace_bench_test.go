@@ -6,9 +6,19 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// usCPU returns the process's user+system CPU time. Benchmarks report CPU
+// seconds per GB next to Gbit/s: on a shared machine the throughput swings
+// with other load, the CPU cost much less.
+func usCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // BenchmarkUserspaceTCP: bulk TCP upload, userspace client (gVisor) →
 // WireGuard over ICE on loopback → userspace gateway (gVisor, forwarder)
@@ -25,7 +35,7 @@ func BenchmarkUserspaceTCP(b *testing.B) {
 	chunk := make([]byte, 64<<10)
 	b.SetBytes(int64(len(chunk)))
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), usCPU()
 	for i := 0; i < b.N; i++ {
 		if _, err := c.Write(chunk); err != nil {
 			b.Fatal(err)
@@ -37,12 +47,13 @@ func BenchmarkUserspaceTCP(b *testing.B) {
 	if _, err := io.ReadFull(c, buf[:]); err != nil {
 		b.Fatalf("sink count: %v", err)
 	}
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), usCPU()-cpu0
 	b.StopTimer()
 	if got, want := binary.BigEndian.Uint64(buf[:]), uint64(b.N*len(chunk)); got != want {
 		b.Fatalf("sink read %d bytes, want %d", got, want)
 	}
 	b.ReportMetric(float64(b.N*len(chunk))*8/elapsed.Seconds()/1e9, "Gbit/s")
+	b.ReportMetric(cpu.Seconds()/(float64(b.N*len(chunk))/1e9), "cpu-s/GB")
 }
 
 // BenchmarkUserspaceHTTPGet: HTTP GETs through the http.Transport of a
@@ -77,15 +88,18 @@ func BenchmarkUserspaceHTTPGet(b *testing.B) {
 				b.SetBytes(bc.size)
 			}
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), usCPU()
 			var total int64
 			for i := 0; i < b.N; i++ {
 				total += get()
 			}
-			elapsed := time.Since(start)
+			elapsed, cpu := time.Since(start), usCPU()-cpu0
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 			if bc.size > 0 {
 				b.ReportMetric(float64(total)*8/elapsed.Seconds()/1e9, "Gbit/s")
+				b.ReportMetric(cpu.Seconds()/(float64(total)/1e9), "cpu-s/GB")
+			} else {
+				b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/req")
 			}
 		})
 	}
