@@ -65,6 +65,7 @@ type ForwardStats struct {
 	UDPActive    int64  // flows open now
 	UDPDropped   uint64 // flows refused (limit, dial failure, closing)
 	ToSelf       uint64 // TCP/UDP to the stack's own addresses without a listener
+	BadDest      uint64 // refused: a destination the host would take as itself or no unicast address
 	EchoSent     uint64 // echo requests sent from the host
 	EchoReplies  uint64 // echo replies handed back to the client
 	EchoDropped  uint64 // no ping socket available, limit, timeout or malformed
@@ -136,6 +137,7 @@ type forwarder struct {
 	echoWarned atomic.Bool
 
 	tcpForwarded, tcpRefused, udpFlows, udpDropped, toSelf atomic.Uint64
+	badDest                                                atomic.Uint64
 	tcpActive, udpActive                                   atomic.Int64
 	echoSent, echoReplies, echoDropped                     atomic.Uint64
 }
@@ -228,10 +230,28 @@ func (d *Device) ForwardStats() ForwardStats {
 		UDPActive:    f.udpActive.Load(),
 		UDPDropped:   f.udpDropped.Load(),
 		ToSelf:       f.toSelf.Load(),
+		BadDest:      f.badDest.Load(),
 		EchoSent:     f.echoSent.Load(),
 		EchoReplies:  f.echoReplies.Load(),
 		EchoDropped:  f.echoDropped.Load(),
 	}
+}
+
+// badDestination reports whether a destination a client asked for must
+// not be dialled from the host: a kernel gateway would never forward these
+// (0.0.0.0/8 and :: mean "this host" to a socket, loopback is local,
+// multicast and broadcast are no single resource, a v4-mapped IPv6
+// address would reach IPv4 sockets behind the access check's back). Only
+// the client's address is checked; Redirect's result is the operator's.
+func badDestination(a netip.Addr) bool {
+	if a.Is4In6() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+		return true
+	}
+	if a.Is4() {
+		b := a.As4()
+		return b[0] == 0 || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	return false
 }
 
 // addrOf converts a gVisor address.

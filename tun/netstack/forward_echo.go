@@ -61,6 +61,10 @@ func (f *forwarder) intercept(pkt []byte) bool {
 	if f.dev.isLocal(dst) {
 		return false // the gateway's own address: the stack answers
 	}
+	if badDestination(dst) {
+		f.badDest.Add(1)
+		return true // dropped: the stack must not answer for it either
+	}
 	select {
 	case f.echoSem <- struct{}{}:
 	default:

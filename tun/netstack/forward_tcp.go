@@ -37,6 +37,11 @@ func (f *forwarder) handleTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	if badDestination(dst) {
+		f.badDest.Add(1)
+		r.Complete(true)
+		return
+	}
 	if !f.start(nil) {
 		r.Complete(true)
 		return

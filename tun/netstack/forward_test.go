@@ -505,3 +505,54 @@ func FuzzForwardSend(f *testing.F) {
 		}
 	})
 }
+
+// TestForwardBadDestinations: destinations a host socket would take as
+// the host itself (0.0.0.0, ::, 0/8) and broadcast are never dialled,
+// whatever the access control let through.
+func TestForwardBadDestinations(t *testing.T) {
+	fwdLeakCheck(t)
+	dialed := make(chan netip.AddrPort, 16)
+	cl, gw := fwdPair(t, ForwardConfig{
+		Redirect: func(a netip.Addr) netip.Addr { return a }, // no mapping
+		Dial: func(_ context.Context, _ string, ap netip.AddrPort) (net.Conn, error) {
+			dialed <- ap
+			return nil, errors.New("test: refused")
+		},
+	})
+	for _, tc := range []struct {
+		bad  bool
+		addr string
+	}{
+		{true, "0.0.0.0"}, {true, "0.1.2.3"}, {true, "255.255.255.255"}, {true, "::"}, {true, "::ffff:127.0.0.1"},
+		{false, "10.99.0.5"},
+	} {
+		a := netip.MustParseAddr(tc.addr)
+		for _, network := range []string{"tcp", "udp"} {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c, err := cl.DialContext(ctx, network, netip.AddrPortFrom(a, 80).String())
+			if err == nil {
+				_, _ = c.Write([]byte("x"))
+				time.Sleep(50 * time.Millisecond)
+				c.Close()
+			}
+			cancel()
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(dialed)
+	var got []netip.AddrPort
+	for ap := range dialed {
+		got = append(got, ap)
+	}
+	for _, ap := range got {
+		if ap.Addr() != netip.MustParseAddr("10.99.0.5") {
+			t.Errorf("dialled %v", ap)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("dials %v, want the TCP and UDP to 10.99.0.5", got)
+	}
+	if st := gw.ForwardStats(); st.BadDest == 0 {
+		t.Errorf("stats: %+v", st)
+	}
+}

@@ -27,6 +27,10 @@ func (f *forwarder) handleUDP(r *udp.ForwarderRequest) {
 		f.toSelf.Add(1)
 		return
 	}
+	if badDestination(dst) {
+		f.badDest.Add(1)
+		return
+	}
 	if f.udpActive.Load() >= int64(f.cfg.MaxUDPFlows) || !f.start(nil) {
 		f.udpDropped.Add(1)
 		return
