@@ -39,8 +39,18 @@ const (
 
 var e2eBin struct {
 	once                    sync.Once
+	dir                     string
 	gateway, client, portal string
 	err                     error
+}
+
+// TestMain removes the binaries built for the end-to-end tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if e2eBin.dir != "" {
+		os.RemoveAll(e2eBin.dir)
+	}
+	os.Exit(code)
 }
 
 func buildE2E(t *testing.T) {
@@ -51,6 +61,7 @@ func buildE2E(t *testing.T) {
 			e2eBin.err = err
 			return
 		}
+		e2eBin.dir = dir
 		e2eBin.gateway = filepath.Join(dir, "gateway")
 		e2eBin.client = filepath.Join(dir, "client")
 		e2eBin.portal = filepath.Join(dir, "portal")
