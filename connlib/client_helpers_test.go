@@ -94,9 +94,19 @@ type testClient struct {
 
 func startTestClient(t *testing.T, p *devportal.Portal, token string, mod func(*ClientConfig)) *testClient {
 	t.Helper()
+	return startTestClientOpts(t, p.URL(), token, mod)
+}
+
+func startTestClientURL(t *testing.T, url, token string) *testClient {
+	t.Helper()
+	return startTestClientOpts(t, url, token, nil)
+}
+
+func startTestClientOpts(t *testing.T, url, token string, mod func(*ClientConfig)) *testClient {
+	t.Helper()
 	app, dev := tun.NewMemPair(tun.MemConfig{Name: "client"})
 	cfg := ClientConfig{
-		Tun: dev, APIURL: p.URL(), Token: token, FirezoneID: "laptop-" + t.Name(), Name: "laptop",
+		Tun: dev, APIURL: url, Token: token, FirezoneID: "laptop-" + t.Name(), Name: "laptop",
 		Logger: clientTestLogger(t, "client"), HostIP: netip.MustParseAddr("127.0.0.1"),
 	}
 	if mod != nil {

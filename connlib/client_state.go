@@ -33,6 +33,8 @@ type clientState struct {
 	pcGen    int
 	pcDone   chan clientPortalDone
 	joined   bool
+	// lastJoined is when the portal was last joined (zero: never).
+	lastJoined time.Time
 
 	ipv4, ipv6   netip.Addr
 	searchDomain string
@@ -126,6 +128,9 @@ func (s *clientState) run(ctx context.Context) error {
 			if r.err == nil {
 				r.err = errors.New("portal connection ended")
 			}
+			if s.keepTrying(r.err) {
+				continue
+			}
 			return clientPortalErr(r.err)
 		case ev, ok := <-nodeEvents:
 			if !ok {
@@ -150,6 +155,27 @@ func (s *clientState) run(ctx context.Context) error {
 			s.onTick()
 		}
 	}
+}
+
+// keepTrying decides whether a portal client that gave up reconnecting
+// is replaced by a new one. A reset starts a fresh phoenix client, whose
+// first-connection budget is only 15 s; a roaming device may well be
+// offline longer than that, so once the session had joined, giving up is
+// left to MaxPartitionTime (0: never), measured from the last join.
+func (s *clientState) keepTrying(err error) bool {
+	if !errors.Is(err, phoenix.ErrMaxRetriesReached) || s.lastJoined.IsZero() {
+		return false
+	}
+	if mp := s.c.cfg.MaxPartitionTime; mp > 0 && time.Since(s.lastJoined) >= mp {
+		return false
+	}
+	s.log.Warn("portal still unreachable; retrying", zap.Error(err))
+	s.stopPortal()
+	if err := s.startPortal(); err != nil {
+		s.log.Error("reconnecting to the portal", zap.Error(err))
+		return false
+	}
+	return true
 }
 
 // startPortal connects a new phoenix client (the node's current key goes
@@ -204,6 +230,7 @@ func (s *clientState) onPortalEvent(ev phoenix.Event) {
 	switch ev := ev.(type) {
 	case *phoenix.Joined:
 		s.joined = true
+		s.lastJoined = time.Now()
 		// The public key is not secret; logging it shows which key the
 		// portal knows (it changes on every reset).
 		s.log.Info("portal joined", zap.String("public_key", s.c.node.PublicKey().String()))
