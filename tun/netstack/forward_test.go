@@ -511,11 +511,14 @@ func FuzzForwardSend(f *testing.F) {
 // whatever the access control let through.
 func TestForwardBadDestinations(t *testing.T) {
 	fwdLeakCheck(t)
-	dialed := make(chan netip.AddrPort, 16)
+	var mu sync.Mutex
+	var dialed []netip.AddrPort
 	cl, gw := fwdPair(t, ForwardConfig{
 		Redirect: func(a netip.Addr) netip.Addr { return a }, // no mapping
 		Dial: func(_ context.Context, _ string, ap netip.AddrPort) (net.Conn, error) {
-			dialed <- ap
+			mu.Lock()
+			dialed = append(dialed, ap)
+			mu.Unlock()
 			return nil, errors.New("test: refused")
 		},
 	})
@@ -539,11 +542,9 @@ func TestForwardBadDestinations(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	close(dialed)
-	var got []netip.AddrPort
-	for ap := range dialed {
-		got = append(got, ap)
-	}
+	mu.Lock()
+	got := append([]netip.AddrPort(nil), dialed...)
+	mu.Unlock()
 	for _, ap := range got {
 		if ap.Addr() != netip.MustParseAddr("10.99.0.5") {
 			t.Errorf("dialled %v", ap)
