@@ -30,8 +30,8 @@ func (s *clientState) onIntent(rid routing.ResourceID) {
 		}
 	}
 	if !s.joined {
+		// Asked again from onJoined for whatever is still waiting.
 		s.log.Debug("portal not connected; access request postponed", zap.String("resource", id))
-		s.c.pending.AllowRequest(rid)
 		return
 	}
 	var connected []string
@@ -50,6 +50,14 @@ func (s *clientState) onIntent(rid routing.ResourceID) {
 		return
 	}
 	s.log.Info("requesting access to resource", zap.String("resource", id), zap.String("name", s.resourceName(id)))
+}
+
+// onJoined re-requests access for resources whose packets waited while
+// the portal was unreachable.
+func (s *clientState) onJoined() {
+	for _, rid := range s.c.pending.Resources() {
+		s.onIntent(rid)
+	}
 }
 
 func (s *clientState) onAuthorizationCreated(a *portal.AuthorizationCreated) {

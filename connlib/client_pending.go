@@ -129,6 +129,21 @@ func (p *clientPending) Targets(rid routing.ResourceID) []clientTarget {
 	return out
 }
 
+// Resources returns the resources that have packets waiting.
+func (p *clientPending) Resources() []routing.ResourceID {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := make(map[routing.ResourceID]bool)
+	var out []routing.ResourceID
+	for t := range p.queues {
+		if !seen[t.rid] {
+			seen[t.rid] = true
+			out = append(out, t.rid)
+		}
+	}
+	return out
+}
+
 // Release recycles packet buffers returned by Take.
 func (p *clientPending) Release(pkts [][]byte) {
 	p.mu.Lock()

@@ -237,6 +237,7 @@ func (s *clientState) onPortalEvent(ev phoenix.Event) {
 		if err := s.session.OnJoin(s.send); err != nil {
 			s.log.Debug("sending after join", zap.Error(err))
 		}
+		s.onJoined()
 	case *phoenix.StateChange:
 		if ev.State != phoenix.StateJoined && s.joined {
 			s.joined = false
