@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,5 +62,45 @@ func TestBadInput(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "logs", "gozone-client.log")); err != nil || !strings.Contains(string(b), "configuration is valid") {
 		t.Fatalf("log dir: %q %v", b, err)
+	}
+}
+
+// TestNoNetAdmin: without root or CAP_NET_ADMIN the client exits 1 with the
+// exact fix in its one-line message.
+func TestNoNetAdmin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root to drop privileges (CI must run as root)")
+		}
+		t.Skip("needs root to drop privileges")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv not installed")
+	}
+	dir, err := os.MkdirTemp("", "gozone-nocap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "gozone-client")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		bin, "--dns-control", "disabled")
+	cmd.Dir = dir
+	cmd.Env = []string{"FIREZONE_TOKEN=t", "FIREZONE_ID=x", "PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, output %q", err, out)
+	}
+	want := "gozone-client: needs root or CAP_NET_ADMIN: run it as root, or grant the capability with: sudo setcap cap_net_admin+eip " + bin + "\n"
+	if string(out) != want {
+		t.Fatalf("output %q, want %q", out, want)
 	}
 }
