@@ -94,8 +94,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	str(&c.tokenPath, "token-path", "", "FIREZONE_TOKEN_PATH", cli.DefaultClientTokenPath, "file holding the token when FIREZONE_TOKEN is not set")
 	str(&c.tunName, "tun-name", "", "FIREZONE_TUN_NAME", defaultTunName, "name of the TUN interface")
 	str(&c.resolvConf, "resolv-conf", "", "", linuxnet.DefaultResolvConf, "resolv.conf controlled by --dns-control etc-resolv-conf")
-	fs.DurationVar(&c.maxPartition, "max-partition-time", maxPart, "give up when the portal stays unreachable this long (0: never)")
-	fs.DurationVar(&c.maxPartition, "m", maxPart, "shorthand for --max-partition-time")
+	c.maxPartition = maxPart
+	mp := (*humanDuration)(&c.maxPartition)
+	fs.Var(mp, "max-partition-time", "give up when the portal stays unreachable this long, e.g. 30m, 1d (0: never)")
+	fs.Var(mp, "m", "shorthand for --max-partition-time")
 	fs.BoolVar(&c.check, "check", false, "validate the configuration and exit")
 	fs.BoolVar(&c.exit, "exit", false, "exit 0 once the tunnel is up")
 	fs.BoolVar(&c.activateInternet, "activate-internet-resource", internet, "route all traffic through the internet resource, if the portal offers one")
@@ -138,4 +140,19 @@ func openLogger(c config, stderr io.Writer) (logW io.Writer, closeFn func(), err
 		return nil, nil, fmt.Errorf("log file: %w", err)
 	}
 	return io.MultiWriter(stderr, f), func() { f.Close() }, nil
+}
+
+// humanDuration is a flag.Value accepting Go durations, days ("1d") and
+// plain seconds, like Firezone's humantime flags.
+type humanDuration time.Duration
+
+func (d *humanDuration) String() string { return time.Duration(*d).String() }
+
+func (d *humanDuration) Set(s string) error {
+	v, err := cli.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = humanDuration(v)
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runCLI runs the binary's main logic with a clean environment.
@@ -46,6 +47,8 @@ func TestBadInput(t *testing.T) {
 		{"bad max partition env", map[string]string{"MAX_PARTITION_TIME": "soon"}, nil, 1, "MAX_PARTITION_TIME"},
 		{"check with env token", map[string]string{"FIREZONE_TOKEN": "t"}, []string{"--check", "--log-dir", filepath.Join(dir, "logs")}, 0, ""},
 		{"check with token file", nil, []string{"--check", "--token-path", tokenFile}, 0, ""},
+		{"max partition in days", map[string]string{"FIREZONE_TOKEN": "t"}, []string{"--check", "-m", "2d"}, 0, ""},
+		{"bad max partition flag", map[string]string{"FIREZONE_TOKEN": "t"}, []string{"--max-partition-time", "soon"}, 1, "max-partition-time"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := runCLI(t, tc.env, tc.args...)
@@ -102,5 +105,21 @@ func TestNoNetAdmin(t *testing.T) {
 	want := "gozone-client: needs root or CAP_NET_ADMIN: run it as root, or grant the capability with: sudo setcap cap_net_admin+eip " + bin + "\n"
 	if string(out) != want {
 		t.Fatalf("output %q, want %q", out, want)
+	}
+}
+
+func TestParseFlagsDefaultsAndEnv(t *testing.T) {
+	t.Setenv("FIREZONE_DNS_CONTROL", "etc-resolv-conf")
+	t.Setenv("FIREZONE_ACTIVATE_INTERNET_RESOURCE", "true")
+	t.Setenv("FIREZONE_API_URL", "ws://127.0.0.1:1")
+	t.Setenv("MAX_PARTITION_TIME", "")
+	var out bytes.Buffer
+	c, err := parseFlags([]string{"-m", "2d", "--firezone-name", "n1"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.maxPartition != 48*time.Hour || c.dnsControl != "etc-resolv-conf" || !c.activateInternet ||
+		c.apiURL != "ws://127.0.0.1:1" || c.name != "n1" || c.tunName != "tun-firezone" || c.tokenPath != "/etc/dev.firezone.client/token" {
+		t.Fatalf("%+v", c)
 	}
 }
