@@ -44,7 +44,7 @@ func run(args []string, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer log.Sync() //nolint:errcheck
-	if !o.noCheck {
+	if !o.noCheck && !o.userspace {
 		exe, _ := os.Executable()
 		if err := cli.CheckNetAdmin(exe); err != nil {
 			return fail("%v", err)
@@ -60,36 +60,50 @@ func run(args []string, stderr io.Writer) int {
 			return fail("firezone id: %v", err)
 		}
 	}
-	if !o.noIncBuf {
+	if !o.noIncBuf && !o.userspace {
 		if err := linuxnet.RaiseSocketBuffers(o.recvBuf, o.sendBuf); err != nil {
 			log.Warn("could not raise the socket buffer limits", zap.Error(err))
 		}
 	}
 
-	dev, err := tun.CreateLinux(tun.LinuxConfig{Name: o.tunName, Queues: o.tunThreads, MTU: tun.DefaultMTU}, log.Named("tun"))
-	if err != nil {
-		return fail("creating TUN device %s: %v", o.tunName, err)
+	cfg := connlib.GatewayConfig{
+		APIURL: o.apiURL, Token: token, FirezoneID: id, Name: o.name,
+		Logger: log, MaxPartitionTime: o.maxPartition,
+		Snownet: connlib.GatewaySnownet{ListenPort: o.listenPort, RecvBufferSize: o.recvBuf, SendBufferSize: o.sendBuf, HostIP: o.hostIP},
 	}
-	var masq *linuxnet.Masquerade
-	if o.masquerade {
-		if masq, err = linuxnet.InstallMasquerade(o.tunName); err != nil {
-			dev.Close()
-			return fail("installing forwarding/masquerade rules: %v", err)
+	if o.userspace {
+		ut, err := connlib.NewUserspaceGatewayTun(connlib.UserspaceGatewayConfig{Logger: log.Named("userspace"), Redirect: o.redirects.lookup})
+		if err != nil {
+			return fail("userspace network stack: %v", err)
 		}
-		log.Info("forwarding and masquerade rules installed", zap.String("table", linuxnet.MasqueradeTableName(o.tunName)))
-		defer func() {
-			if err := masq.Remove(); err != nil {
-				log.Warn("removing masquerade rules", zap.Error(err))
+		ut.Configure(&cfg)
+		log.Info("userspace mode: no TUN device; flows are forwarded to sockets on this host", zap.Int("mapped_addresses", len(o.redirects)))
+	} else {
+		dev, err := tun.CreateLinux(tun.LinuxConfig{Name: o.tunName, Queues: o.tunThreads, MTU: tun.DefaultMTU}, log.Named("tun"))
+		if err != nil {
+			return fail("creating TUN device %s: %v", o.tunName, err)
+		}
+		if o.masquerade {
+			masq, err := linuxnet.InstallMasquerade(o.tunName)
+			if err != nil {
+				dev.Close()
+				return fail("installing forwarding/masquerade rules: %v", err)
 			}
-		}()
+			log.Info("forwarding and masquerade rules installed", zap.String("table", linuxnet.MasqueradeTableName(o.tunName)))
+			defer func() {
+				if err := masq.Remove(); err != nil {
+					log.Warn("removing masquerade rules", zap.Error(err))
+				}
+			}()
+		}
+		cfg.Tun, cfg.Interface = dev, &linuxOS{name: o.tunName}
 	}
 
-	g, err := connlib.NewGateway(connlib.GatewayConfig{
-		Tun: dev, APIURL: o.apiURL, Token: token, FirezoneID: id, Name: o.name,
-		Logger: log, Interface: &linuxOS{name: o.tunName}, MaxPartitionTime: o.maxPartition,
-		Snownet: connlib.GatewaySnownet{ListenPort: o.listenPort, RecvBufferSize: o.recvBuf, SendBufferSize: o.sendBuf},
-	})
+	g, err := connlib.NewGateway(cfg)
 	if err != nil {
+		if c, ok := cfg.Tun.(interface{ Close() error }); ok {
+			c.Close()
+		}
 		return fail("%v", err)
 	}
 	defer g.Close()

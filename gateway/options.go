@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gozone/gozone/connlib/portal"
@@ -39,6 +40,40 @@ type options struct {
 	recvBuf      int
 	sendBuf      int
 	noIncBuf     bool
+	userspace    bool
+	redirects    redirectFlag
+	hostIP       netip.Addr
+}
+
+// redirectFlag collects --userspace-map FROM=TO pairs: in userspace mode a
+// flow a client opens to FROM is dialled to TO on the gateway's host (ports
+// kept). It is how a service on the host's loopback, which a network stack
+// never accepts from outside, is published under a normal address.
+type redirectFlag map[netip.Addr]netip.Addr
+
+func (r *redirectFlag) String() string { return fmt.Sprint(map[netip.Addr]netip.Addr(*r)) }
+
+func (r *redirectFlag) Set(v string) error {
+	from, to, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("want FROM=TO (two IP addresses), got %q", v)
+	}
+	f, err := netip.ParseAddr(strings.TrimSpace(from))
+	if err != nil {
+		return fmt.Errorf("FROM: %v", err)
+	}
+	t, err := netip.ParseAddr(strings.TrimSpace(to))
+	if err != nil {
+		return fmt.Errorf("TO: %v", err)
+	}
+	if f.Is4() != t.Is4() {
+		return fmt.Errorf("%v=%v: both addresses must be of the same family", f, t)
+	}
+	if *r == nil {
+		*r = redirectFlag{}
+	}
+	(*r)[f.Unmap()] = t.Unmap()
+	return nil
 }
 
 func parseOptions(args []string, out io.Writer) (*options, error) {
@@ -63,6 +98,8 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	masq, err := cli.EnvBool("FIREZONE_MASQUERADE", false)
 	must(err)
 	port, err := cli.EnvInt("FIREZONE_LISTEN_PORT", 0)
+	must(err)
+	userspace, err := cli.EnvBool("FIREZONE_USERSPACE", false)
 	must(err)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -91,6 +128,10 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	var listenPort int
 	fs.IntVar(&listenPort, "listen-port", port, "UDP port for WireGuard/ICE (FIREZONE_LISTEN_PORT; 0: random)")
 	fs.BoolVar(&o.noIncBuf, "no-inc-buf", noIncBuf, "do not raise net.core.{r,w}mem_max (FIREZONE_NO_INC_BUF)")
+	fs.BoolVar(&o.userspace, "userspace", userspace, "run without root or a TUN device: a userspace network stack (gVisor) forwards clients' TCP, UDP and ICMP echo to real sockets on this host, with the same access control (FIREZONE_USERSPACE). ICMP needs net.ipv4.ping_group_range to include the gateway's group, or CAP_NET_RAW")
+	fs.Var(&o.redirects, "userspace-map", "with --userspace, FROM=TO: dial flows to address FROM at address TO instead (e.g. 10.99.0.10=127.0.0.1 publishes a loopback service); repeatable")
+	hostIP := cli.EnvString("FIREZONE_HOST_IP", "")
+	fs.StringVar(&hostIP, "host-ip", hostIP, "offer host ICE candidates for this address only (FIREZONE_HOST_IP; default: every interface address), e.g. 127.0.0.1 when portal, relay and client run on this machine")
 	var ignored bool
 	fs.BoolVar(&ignored, "no-telemetry", false, "accepted for compatibility; gozone sends no telemetry")
 	fs.BoolVar(&ignored, "flow-logs", false, "accepted for compatibility; flow logs are not implemented")
@@ -114,10 +155,31 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	if o.tunThreads < 1 || o.tunThreads > 16 {
 		return nil, fmt.Errorf("--tun-threads %d: must be 1..16", o.tunThreads)
 	}
+	if hostIP != "" {
+		a, err := netip.ParseAddr(hostIP)
+		if err != nil {
+			return nil, fmt.Errorf("--host-ip: %v", err)
+		}
+		o.hostIP = a
+	}
+	if len(o.redirects) > 0 && !o.userspace {
+		return nil, errors.New("--userspace-map needs --userspace")
+	}
+	if o.userspace && o.masquerade {
+		return nil, errors.New("--masquerade and --userspace exclude each other: a userspace gateway opens host sockets and needs no forwarding rules")
+	}
 	if listenPort < 0 || listenPort > 65535 {
 		return nil, fmt.Errorf("--listen-port %d: out of range", listenPort)
 	}
 	o.listenPort = uint16(listenPort)
 	o.recvBuf, o.sendBuf = recv, send
 	return o, nil
+}
+
+// lookup is the Redirect function of the userspace gateway.
+func (r redirectFlag) lookup(a netip.Addr) netip.Addr {
+	if to, ok := r[a.Unmap()]; ok {
+		return to
+	}
+	return a
 }
