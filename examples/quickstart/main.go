@@ -183,10 +183,11 @@ Real client (needs root or CAP_NET_ADMIN for its TUN):
   curl http://%v/    (the CIDR resource; the in-process gateway serves it)
 
 Real gateway, userspace mode (no root). It joins the same site and the portal may pick it
-for new clients; it cannot reach this process's loopback HTTP server (only the in-process
-gateway redirects 10.99.0.0/24 to 127.0.0.1), so give it resources it can reach:
-  FIREZONE_API_URL=%s FIREZONE_TOKEN=%s FIREZONE_ID=my-gateway gateway --userspace
-`, p.URL(), gwToken, clToken, p.URL(), clToken, netip.AddrPortFrom(resourceIP, port), p.URL(), gwToken)
+for new clients; --userspace-map publishes this process's loopback HTTP server under the
+CIDR resource's address, as the in-process gateway does:
+  FIREZONE_API_URL=%s FIREZONE_TOKEN=%s FIREZONE_ID=my-gateway gateway --userspace \
+    --userspace-map %v=127.0.0.1 --host-ip 127.0.0.1 --health-check-addr 127.0.0.1:0
+`, p.URL(), gwToken, clToken, p.URL(), clToken, netip.AddrPortFrom(resourceIP, port), p.URL(), gwToken, resourceIP)
 }
 
 func portalConfig(gwToken, clToken string) (*devportal.Config, error) {
