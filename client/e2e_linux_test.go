@@ -223,6 +223,13 @@ func TestE2E(t *testing.T) {
 		}
 		cp.waitLog(t, "access to resource refused: no gateway of the resource's sites is online", "nowhere", "offline")
 
+		// SIGUSR1 logs the status: which gateway, which path, bytes.
+		if err := cp.p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		cp.waitLog(t, "status: gateway", `"connected":true`, `"path":"direct"`)
+		cp.waitLog(t, "status: resource", `"name":"nowhere"`, `"failure":"offline"`)
+
 		// SIGHUP in the middle of a transfer: the transfer completes over
 		// the re-established connection, and the portal saw a new key.
 		const size = 6 << 20

@@ -87,6 +87,9 @@ func runClient(c config, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 
 	// Network changes reset the tunnel like SIGHUP (reference §2.7).
 	var netChange <-chan struct{}
@@ -110,6 +113,8 @@ func runClient(c config, stderr io.Writer) error {
 		case <-netChange:
 			log.Info("network changed: resetting the tunnel")
 			sess.Reset("network change")
+		case <-usr1:
+			logStatus(log, sess.Status())
 		case <-sess.Ready():
 			if c.exit {
 				log.Info("tunnel is up; exiting (--exit)")
@@ -118,7 +123,7 @@ func runClient(c config, stderr io.Writer) error {
 				return describe(err)
 			}
 			log.Info("tunnel is up")
-			return waitRun(ctx, hup, netChange, sess, done, log)
+			return waitRun(ctx, hup, usr1, netChange, sess, done, log)
 		case err := <-done:
 			return describe(err)
 		}
@@ -127,9 +132,11 @@ func runClient(c config, stderr io.Writer) error {
 
 // waitRun waits for the session to end, resetting on SIGHUP and network
 // changes.
-func waitRun(ctx context.Context, hup chan os.Signal, netChange <-chan struct{}, sess *connlib.Client, done chan error, log *zap.Logger) error {
+func waitRun(ctx context.Context, hup, usr1 chan os.Signal, netChange <-chan struct{}, sess *connlib.Client, done chan error, log *zap.Logger) error {
 	for {
 		select {
+		case <-usr1:
+			logStatus(log, sess.Status())
 		case <-hup:
 			log.Info("SIGHUP: resetting the tunnel")
 			sess.Reset("SIGHUP")
@@ -142,6 +149,21 @@ func waitRun(ctx context.Context, hup chan os.Signal, netChange <-chan struct{},
 			}
 			return describe(err)
 		}
+	}
+}
+
+// logStatus writes the session status (SIGUSR1): resources, the gateway
+// each uses, and per gateway the path and bytes.
+func logStatus(log *zap.Logger, st connlib.ClientStatus) {
+	log.Info("status", zap.Bool("portal_connected", st.PortalConnected), zap.Stringer("ipv4", st.IPv4), zap.Stringer("ipv6", st.IPv6),
+		zap.Int("resources", len(st.Resources)), zap.Int("gateways", len(st.Gateways)), zap.Uint64("buffer_dropped", st.BufferedDropped))
+	for _, r := range st.Resources {
+		log.Info("status: resource", zap.String("name", r.Name), zap.String("type", r.Type), zap.String("address", r.Address),
+			zap.String("gateway", r.GatewayID), zap.Bool("connected", r.Connected), zap.String("failure", r.Failure))
+	}
+	for _, g := range st.Gateways {
+		log.Info("status: gateway", zap.String("gateway", g.ID), zap.String("site", g.SiteID), zap.Bool("connected", g.Connected),
+			zap.Stringer("path", g.Path), zap.Uint64("rx_bytes", g.RxBytes), zap.Uint64("tx_bytes", g.TxBytes))
 	}
 }
 

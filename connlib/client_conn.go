@@ -73,6 +73,7 @@ func (s *clientState) onAuthorizationCreated(a *portal.AuthorizationCreated) {
 		return
 	}
 	rid, _ := clientParseID(a.ResourceID)
+	delete(s.failures, a.ResourceID)
 	if old, ok := s.resGateway[a.ResourceID]; ok && old != a.GatewayID {
 		s.revoke(a.ResourceID)
 	}
@@ -132,6 +133,10 @@ func (s *clientState) onAuthorizationFailed(f *portal.AuthorizationCreationFaile
 	rid, ok := clientParseID(f.ResourceID)
 	if !ok {
 		return
+	}
+	if _, known := s.resources[f.ResourceID]; known {
+		s.failures[f.ResourceID] = f.Reason
+		s.updateStatus()
 	}
 	kind := ippacket.HostUnreachable
 	if f.Reason == portal.ReasonForbidden || f.Reason == portal.ReasonNotFound {

@@ -65,6 +65,7 @@ func (s *clientState) removeResource(id string) {
 	s.removeFromTables(r, rid)
 	delete(s.resources, id)
 	delete(s.ridToID, rid)
+	delete(s.failures, id)
 	s.c.pending.Release(s.c.pending.TakeResource(rid, nil))
 	s.log.Info("resource removed", zap.String("resource", id), zap.String("name", r.Name))
 }

@@ -104,6 +104,9 @@ func TestClientAuthorizationFailed(t *testing.T) {
 		if r.Connected {
 			t.Fatalf("resource %s connected without a gateway", r.Name)
 		}
+		if want := map[bool]string{true: "offline", false: ""}[r.Name == "nowhere"]; r.Failure != want {
+			t.Fatalf("resource %s failure %q, want %q", r.Name, r.Failure, want)
+		}
 	}
 }
 

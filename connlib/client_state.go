@@ -51,6 +51,7 @@ type clientState struct {
 	ready      map[routing.ResourceID]bool
 	active     map[clientTarget]bool
 	heldCands  map[string][]string // gateway id → candidates that came before the connection
+	failures   map[string]string   // resource id → last authorization_creation_failed reason
 
 	retrier *p2pcontrol.Retrier[clientAssignKey]
 	dns     *clientDNS
@@ -86,6 +87,7 @@ func newClientState(c *Client) *clientState {
 		ready:      make(map[routing.ResourceID]bool),
 		active:     make(map[clientTarget]bool),
 		heldCands:  make(map[string][]string),
+		failures:   make(map[string]string),
 		retrier:    p2pcontrol.NewRetrier[clientAssignKey](p2pcontrol.RetryConfig{Clock: c.clock}),
 	}
 	s.dns = newClientDNS(s)

@@ -28,6 +28,9 @@ type ClientResourceStatus struct {
 	GatewayID string
 	// Connected is true once packets for it flow to the gateway.
 	Connected bool
+	// Failure is why the portal last refused access ("offline",
+	// "forbidden", ...), cleared when access is granted.
+	Failure string
 }
 
 // ClientGatewayStatus is one gateway connection.
@@ -81,7 +84,7 @@ func (s *clientState) updateStatus() {
 		rid, _ := clientParseID(id)
 		st.Resources = append(st.Resources, ClientResourceStatus{
 			ID: id, Name: r.Name, Type: r.Type, Address: r.Address,
-			GatewayID: s.resGateway[id], Connected: s.ready[rid],
+			GatewayID: s.resGateway[id], Connected: s.ready[rid], Failure: s.failures[id],
 		})
 	}
 	for _, gid := range clientSortedKeys(s.gateways) {
