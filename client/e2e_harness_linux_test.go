@@ -105,7 +105,9 @@ resources:
   - {name: resnet, type: cidr, address: ` + resourceCIDR + `, sites: [hq]}
   - {name: svc, type: dns, address: "*.svc.corp", sites: [hq], ip_stack: ipv4_only}
   - {name: nowhere, type: cidr, address: 10.21.0.0/24, sites: [empty]}
+  - {name: internet, type: internet, sites: [hq]}
 policies:
+  - {group: eng, resource: internet}
   - {group: eng, resource: resnet}
   - {group: eng, resource: svc}
   - {group: eng, resource: nowhere}

@@ -311,3 +311,85 @@ func TestE2ERelayed(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 }
+
+// TestE2EInternetResource: with --activate-internet-resource, traffic to
+// an internet host leaves through the gateway's site (the host sees the
+// gateway router's address), while the client's own portal, relay and
+// gateway traffic stays outside the tunnel (bypass routes), and CIDR
+// resources keep working.
+func TestE2EInternetResource(t *testing.T) {
+	netns.RequireRoot(t)
+	env := startE2E(t, topo.Options{})
+	tp := env.tp
+	echo := netip.AddrPortFrom(tp.Relay.IPv4, 8081)
+	if err := tp.Relay.UDPSourceEcho(echo); err != nil {
+		t.Fatal(err)
+	}
+	seenFrom := func() string {
+		t.Helper()
+		conn, err := tp.Client.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		buf := make([]byte, 128)
+		for i := 0; i < 30; i++ {
+			if _, err := conn.WriteToUDPAddrPort([]byte("who am i"), echo); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			if n, err := conn.Read(buf); err == nil {
+				ap, err := netip.ParseAddrPort(string(buf[:n]))
+				if err != nil {
+					t.Fatalf("echo said %q", buf[:n])
+				}
+				return ap.Addr().String()
+			}
+		}
+		t.Fatal("no answer from the internet host")
+		return ""
+	}
+	if got := seenFrom(); got != tp.ClientRouter.IPv4.String() {
+		t.Fatalf("without the client, the internet sees %s, want the client router %s", got, tp.ClientRouter.IPv4)
+	}
+	cp := env.startClient(t, e2eClientToken, "", "--activate-internet-resource")
+	cp.waitLog(t, "tunnel is up")
+	if got := seenFrom(); got != tp.GatewayRouter.IPv4.String() {
+		t.Fatalf("through the internet resource the host sees %s, want the gateway router %s", got, tp.GatewayRouter.IPv4)
+	}
+	body, err := httpGet(tp.Client, netip.AddrPortFrom(tp.Resource.IPv4, 80), "/", 30*time.Second)
+	if err != nil || body != "hello from the resource\n" {
+		t.Fatalf("CIDR resource with the internet resource on: %q %v", body, err)
+	}
+	// The portal (which also runs the relay) and the gateway's public
+	// candidate address are reached outside the tunnel (bypass host
+	// routes); any other internet address goes into it.
+	for _, c := range []struct {
+		addr   netip.Addr
+		tunnel bool
+	}{{tp.Portal.IPv4, false}, {tp.GatewayRouter.IPv4, false}, {tp.Relay.IPv4, true}, {netip.MustParseAddr("203.0.113.77"), true}} {
+		out, err := tp.Client.Run(context.Background(), "ip", "route", "get", c.addr.String())
+		if err != nil {
+			t.Fatalf("ip route get: %v %s", err, out)
+		}
+		if inTunnel := strings.Contains(string(out), "dev tun-fz"); inTunnel != c.tunnel {
+			t.Fatalf("route to %v: %s (want in tunnel: %v)", c.addr, out, c.tunnel)
+		}
+	}
+	// The portal connection never looped into the tunnel.
+	time.Sleep(2 * time.Second)
+	if n := len(cp.portalKeys()); n != 1 {
+		t.Fatalf("joined the portal %d times", n)
+	}
+	if err := cp.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := cp.wait(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	// Bypass and tunnel routes are gone: the internet is reached directly
+	// again.
+	if got := seenFrom(); got != tp.ClientRouter.IPv4.String() {
+		t.Fatalf("after exit the internet sees %s", got)
+	}
+}

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -72,6 +75,17 @@ func runClient(c config, stderr io.Writer) error {
 	}
 	osl := &clientOS{tun: dev, dns: dnsCtl, log: log}
 	defer osl.restore()
+	if c.activateInternet {
+		// Record the physical default routes before the tunnel takes the
+		// default, and keep the portal reachable outside it.
+		if osl.bypass, err = linuxnet.NewBypass(); err != nil {
+			return err
+		}
+		osl.portalIPs = portalAddrs(c.apiURL, log)
+		if err := osl.bypass.Set(osl.portalIPs); err != nil {
+			return err
+		}
+	}
 
 	sess, err := connlib.NewClient(connlib.ClientConfig{
 		Tun: dev, APIURL: c.apiURL, Token: token, FirezoneID: id, Name: c.name,
@@ -189,9 +203,65 @@ type clientOS struct {
 	tun *tun.LinuxTun
 	dns linuxnet.DNSController
 	log *zap.Logger
+	// With the internet resource: host routes that keep the portal,
+	// relays and gateways on the physical network.
+	bypass    *linuxnet.Bypass
+	portalIPs []netip.Addr
 }
 
-var _ connlib.ClientOS = (*clientOS)(nil)
+var (
+	_ connlib.ClientOS       = (*clientOS)(nil)
+	_ connlib.ClientBypasser = (*clientOS)(nil)
+)
+
+// SetBypass installs host routes around the tunnel for addrs and the
+// portal.
+func (o *clientOS) SetBypass(_ context.Context, addrs []netip.Addr) error {
+	if o.bypass == nil {
+		return nil
+	}
+	// The portal's routes stay whatever the session says: they were put
+	// in place before the tunnel came up and are harmless without the
+	// internet resource (they follow the physical default route).
+	return o.bypass.Set(append(append([]netip.Addr(nil), addrs...), o.portalIPs...))
+}
+
+// portalAddrs resolves the portal's host (before the tunnel is up).
+func portalAddrs(apiURL string, log *zap.Logger) []netip.Addr {
+	u, err := url.Parse(apiURL)
+	if err != nil {
+		return nil
+	}
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		log.Warn("resolving the portal for the internet resource bypass", zap.Error(err))
+	}
+	return addrs
+}
+
+// splitDefault replaces a default route by its two halves, which take
+// precedence over the physical default route without replacing it (so it
+// stays there for the bypass routes and comes back untouched on exit).
+func splitDefault(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		switch {
+		case p.Bits() == 0 && p.Addr().Is4():
+			out = append(out, netip.MustParsePrefix("0.0.0.0/1"), netip.MustParsePrefix("128.0.0.0/1"))
+		case p.Bits() == 0:
+			out = append(out, netip.MustParsePrefix("::/1"), netip.MustParsePrefix("8000::/1"))
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 func (o *clientOS) SetInterface(_ context.Context, cfg connlib.ClientInterface) error {
 	var addrs []netip.Prefix
@@ -211,6 +281,7 @@ func (o *clientOS) SetInterface(_ context.Context, cfg connlib.ClientInterface) 
 }
 
 func (o *clientOS) UpdateRoutes(_ context.Context, added, removed []netip.Prefix) error {
+	added, removed = splitDefault(added), splitDefault(removed)
 	var errs []error
 	for _, p := range removed {
 		if err := o.tun.RemoveRoute(p); err != nil {
@@ -226,6 +297,11 @@ func (o *clientOS) UpdateRoutes(_ context.Context, added, removed []netip.Prefix
 }
 
 func (o *clientOS) restore() {
+	if o.bypass != nil {
+		if err := o.bypass.Close(); err != nil {
+			o.log.Error("removing bypass routes", zap.Error(err))
+		}
+	}
 	if err := o.dns.Restore(); err != nil {
 		o.log.Error("restoring the DNS configuration", zap.Error(err))
 	}

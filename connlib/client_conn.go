@@ -196,6 +196,10 @@ func (s *clientState) unreachable(pkts [][]byte, kind ippacket.Unreachable) {
 func (s *clientState) onCandidates(m *portal.GatewayCandidates) {
 	gw := s.gateways[m.GatewayID]
 	for _, cand := range m.Candidates {
+		s.noteCandidate(cand)
+	}
+	s.applyBypass()
+	for _, cand := range m.Candidates {
 		if gw == nil {
 			if len(s.heldCands[m.GatewayID]) < 64 {
 				s.heldCands[m.GatewayID] = append(s.heldCands[m.GatewayID], cand)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -52,6 +53,13 @@ type clientState struct {
 	active     map[clientTarget]bool
 	heldCands  map[string][]string // gateway id → candidates that came before the connection
 	failures   map[string]string   // resource id → last authorization_creation_failed reason
+
+	// Bypass of the internet resource (client_bypass.go).
+	relayIPs    []netip.Addr
+	relayAddrs  map[string][]netip.Addr
+	candIPs     map[netip.Addr]bool
+	bypass      []netip.Addr
+	bypassDirty bool
 
 	retrier *p2pcontrol.Retrier[clientAssignKey]
 	dns     *clientDNS
@@ -383,6 +391,9 @@ func (s *clientState) applyInterface(iface portal.ClientInterface) {
 
 // applyRoutes brings the OS routes in line with the routing table.
 func (s *clientState) applyRoutes() {
+	// Bypass routes first, so that the internet resource's default routes
+	// never capture the session's own traffic.
+	s.applyBypass()
 	want := s.c.table.Routes()
 	added, removed := routing.DiffRoutes(s.installed, want)
 	if len(added) == 0 && len(removed) == 0 {
@@ -414,10 +425,22 @@ func (s *clientState) applyRelays(connected []portal.Relay, disconnected []strin
 	}
 	for _, id := range disconnected {
 		delete(s.relays, id)
+		delete(s.relayAddrs, id)
 	}
 	for _, r := range add {
 		s.relays[r.ID] = true
+		if s.relayAddrs == nil {
+			s.relayAddrs = make(map[string][]netip.Addr)
+		}
+		if !slices.Contains(s.relayAddrs[r.ID], r.Addr.Addr()) {
+			s.relayAddrs[r.ID] = append(s.relayAddrs[r.ID], r.Addr.Addr())
+		}
 	}
+	s.relayIPs = s.relayIPs[:0]
+	for _, as := range s.relayAddrs {
+		s.relayIPs = append(s.relayIPs, as...)
+	}
+	s.applyBypass()
 }
 
 // publish builds and stores a new view for the packet path.
