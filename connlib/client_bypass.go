@@ -47,10 +47,7 @@ func (s *clientState) noteCandidate(sdp string) {
 		if s.candIPs == nil {
 			s.candIPs = make(map[netip.Addr]bool)
 		}
-		if !s.candIPs[a.Unmap()] {
-			s.candIPs[a.Unmap()] = true
-			s.bypassDirty = true
-		}
+		s.candIPs[a.Unmap()] = true
 	}
 }
 
@@ -86,10 +83,6 @@ func (s *clientState) applyBypass() {
 		slices.SortFunc(want, func(a, b netip.Addr) int { return a.Compare(b) })
 		want = slices.Compact(want)
 	}
-	if slices.Equal(want, s.bypass) && !s.bypassDirty {
-		return
-	}
-	s.bypassDirty = false
 	if slices.Equal(want, s.bypass) {
 		return
 	}

@@ -55,11 +55,10 @@ type clientState struct {
 	failures   map[string]string   // resource id → last authorization_creation_failed reason
 
 	// Bypass of the internet resource (client_bypass.go).
-	relayIPs    []netip.Addr
-	relayAddrs  map[string][]netip.Addr
-	candIPs     map[netip.Addr]bool
-	bypass      []netip.Addr
-	bypassDirty bool
+	relayIPs   []netip.Addr
+	relayAddrs map[string][]netip.Addr
+	candIPs    map[netip.Addr]bool
+	bypass     []netip.Addr
 
 	retrier *p2pcontrol.Retrier[clientAssignKey]
 	dns     *clientDNS
