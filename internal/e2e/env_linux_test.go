@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gozone/gozone/internal/topo"
+)
+
+const (
+	gatewayToken = "gw-token-faults-0123456789"
+	clientToken  = "client-token-faults-0123456"
+	portalPort   = 8080
+	// relaySecret is fixed so that a restarted relay still accepts the
+	// credentials minted before the restart.
+	relaySecret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+	// dataPort is the resource host's transfer server.
+	dataPort = 9000
+)
+
+// env is a topology with the portal (and its built-in relay) running, a
+// transfer server on the resource host, and the devices the test started.
+type env struct {
+	tp        *topo.Topology
+	apiURL    string
+	portalAP  netip.AddrPort
+	cfgPath   string
+	portal    *proc
+	data      netip.AddrPort
+	portalRun int
+}
+
+// envOptions are the knobs of newEnv beyond the topology's.
+type envOptions struct {
+	topo topo.Options
+	// relays replaces the portal's relays section (YAML, indented by
+	// two spaces); empty means the built-in relay on the portal host.
+	relays string
+}
+
+// newEnv builds the topology, starts the portal and the transfer server.
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	buildBinaries(t)
+	tp := topo.Build(t, o.topo)
+	e := &env{tp: tp}
+	e.portalAP = netip.AddrPortFrom(tp.Portal.IPv4, portalPort)
+	e.apiURL = "ws://" + e.portalAP.String()
+	relays := o.relays
+	if relays == "" {
+		relays = "  builtin: {enabled: true, public_ip: " + tp.Portal.IPv4.String() + ", secret: \"" + relaySecret + "\"}\n"
+	}
+	cfg := `
+account: {slug: faults}
+sites:
+  - {name: hq, gateway_tokens: ["` + gatewayToken + `"]}
+actors:
+  - {name: alice, groups: [eng], tokens: ["` + clientToken + `"]}
+resources:
+  - {name: resnet, type: cidr, address: ` + topo.ResourceV4.String() + `, sites: [hq]}
+policies:
+  - {group: eng, resource: resnet}
+relays:
+` + relays
+	e.cfgPath = filepath.Join(t.TempDir(), "portal.yaml")
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startPortal(t)
+	e.data = netip.AddrPortFrom(tp.Resource.IPv4, dataPort)
+	serveData(t, tp.Resource, e.data)
+	return e
+}
+
+// startPortal starts the portal binary (again, after a kill) on the same
+// address, and waits until it accepts connections.
+func (e *env) startPortal(t *testing.T) {
+	t.Helper()
+	e.portalRun++
+	cmd := exec.Command(bins.portal, "--config", e.cfgPath, "--listen", e.portalAP.String(),
+		"--relay-listen", netip.AddrPortFrom(e.tp.Portal.IPv4, 3478).String())
+	e.portal = start(t, e.tp.Portal, "portal#"+strconv.Itoa(e.portalRun), cmd)
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := e.tp.Client.DialTCP(e.portalAP, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("portal not reachable: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startGateway runs a gateway binary with the given id and TUN name on h
+// and waits until the portal saw it join.
+func (e *env) startGateway(t *testing.T, h *topo.Host, id, tun string, args ...string) *proc {
+	t.Helper()
+	m := e.portal.mark()
+	base := []string{"--tun-name", tun, "--masquerade", "--no-inc-buf", "--health-check-addr", "", "--tun-threads", "1", "--log-format", "json"}
+	cmd := exec.Command(bins.gateway, append(base, args...)...)
+	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+gatewayToken,
+		"FIREZONE_ID="+id, "FIREZONE_NAME="+id)
+	g := start(t, h, id, cmd)
+	e.portal.waitLogSince(t, m, "gateway joined", id)
+	return g
+}
+
+// startClient runs the client binary in the client namespace and waits
+// until its tunnel is up.
+func (e *env) startClient(t *testing.T, args ...string) *proc {
+	t.Helper()
+	base := []string{"--log-format", "json", "--tun-name", "tun-fz", "--dns-control", "disabled"}
+	cmd := exec.Command(bins.client, append(base, args...)...)
+	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+clientToken,
+		"FIREZONE_ID=faults-client", "FIREZONE_NAME=faults-client")
+	c := start(t, e.tp.Client, "client", cmd)
+	c.waitLog(t, "tunnel is up")
+	return c
+}
+
+// status asks the client for its status (SIGUSR1, once a second) until a
+// "status: gateway" line has all of parts, and returns that line.
+func status(t *testing.T, c *proc, parts ...string) string {
+	t.Helper()
+	parts = append([]string{"status: gateway"}, parts...)
+	deadline := time.Now().Add(wait)
+	m := c.mark()
+	for {
+		if err := c.p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if l, ok := findLine(c.log.String()[m:], parts...); ok {
+			return l
+		}
+		if time.Now().After(deadline) {
+			last, _ := findLine(c.log.String()[m:], "status: gateway")
+			t.Fatalf("no client status with %q; last: %s", parts, last)
+		}
+	}
+}
