@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/topo"
 )
 
 const tenMB = 10 << 20
@@ -22,4 +23,32 @@ func TestDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	status(t, c, `"connected":true`, `"path":"direct"`)
+}
+
+// TestSymmetricClient: the client's router is a symmetric NAT, so no
+// direct path exists; the connection goes through the relay and 10 MB
+// arrive intact.
+func TestSymmetricClient(t *testing.T) {
+	netns.RequireRoot(t)
+	t.Parallel()
+	e := newEnv(t, envOptions{topo: topo.Options{ClientNAT: topo.NATSymmetric}})
+	e.startGateway(t, e.tp.Gateway, "gw-1", "tun-gw")
+	c := e.startClient(t)
+	if err := fetch(e.tp.Client, e.data, &transfer{size: tenMB, seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	status(t, c, `"connected":true`, `"path":"relayed"`)
+}
+
+// TestLoss: 5 % of the packets on the client's link are dropped (both
+// directions); TCP inside the tunnel still delivers 10 MB intact.
+func TestLoss(t *testing.T) {
+	netns.RequireRoot(t)
+	t.Parallel()
+	e := newEnv(t, envOptions{topo: topo.Options{DropPercent: map[topo.Link]int{topo.LinkClientLAN: 5}}})
+	e.startGateway(t, e.tp.Gateway, "gw-1", "tun-gw")
+	e.startClient(t)
+	if err := fetch(e.tp.Client, e.data, &transfer{size: tenMB, seed: 3}); err != nil {
+		t.Fatal(err)
+	}
 }
