@@ -93,6 +93,9 @@ type Bind struct {
 
 	stun  atomic.Pointer[stunRoutes]
 	relay *relayRing
+	// turn maps relay addresses to the shared TURN allocations on this
+	// socket (Config.SharedTURN); nil or empty without them.
+	turn atomic.Pointer[map[netip.AddrPort]*turnProxy]
 
 	nWireGuard, nSTUN, nSTUNDropped, nChannelData, nUnknown atomic.Uint64
 	nRelayedIn, nRelayedOut, nNoPath                        atomic.Uint64
@@ -304,9 +307,13 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 				wg++
 				continue
 			case KindSTUN:
-				b.deliverSTUN(p, eps[i])
+				if !b.relaySTUN(p, eps[i]) {
+					b.deliverSTUN(p, eps[i])
+				}
 			case KindChannelData:
-				b.nChannelData.Add(1)
+				if !b.relayChannelData(p, eps[i]) {
+					b.nChannelData.Add(1)
+				}
 			default:
 				b.nUnknown.Add(1)
 			}
@@ -325,16 +332,12 @@ func (b *Bind) deliverSTUN(p []byte, ep conn.Endpoint) {
 		b.nSTUNDropped.Add(1)
 		return
 	}
-	var from netip.AddrPort
-	if se, ok := ep.(*conn.StdNetEndpoint); ok {
-		from = se.AddrPort
-	} else if ap, err := netip.ParseAddrPort(ep.DstToString()); err == nil {
-		from = ap
-	} else {
+	from, ok := endpointAddr(ep)
+	if !ok {
 		b.nSTUNDropped.Add(1)
 		return
 	}
-	ok := false
+	ok = false
 	switch {
 	case len(rt.all) == 1:
 		ok = rt.all[0].deliver(p, from)
@@ -359,6 +362,57 @@ func (b *Bind) deliverSTUN(p []byte, ep conn.Endpoint) {
 	} else {
 		b.nSTUNDropped.Add(1)
 	}
+}
+
+// endpointAddr is the source address of a received datagram.
+func endpointAddr(ep conn.Endpoint) (netip.AddrPort, bool) {
+	if se, ok := ep.(*conn.StdNetEndpoint); ok {
+		return netip.AddrPortFrom(se.AddrPort.Addr().Unmap(), se.AddrPort.Port()), true
+	}
+	if ep == nil {
+		return netip.AddrPort{}, false
+	}
+	ap, err := netip.ParseAddrPort(ep.DstToString())
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}
+
+// turnProxyFrom returns the shared allocation whose relay sent from ep.
+func (b *Bind) turnProxyFrom(ep conn.Endpoint) *turnProxy {
+	m := b.turn.Load()
+	if m == nil || len(*m) == 0 {
+		return nil
+	}
+	from, ok := endpointAddr(ep)
+	if !ok {
+		return nil
+	}
+	return (*m)[from]
+}
+
+// turnProxyAt returns the shared allocation on the relay at ap.
+func (b *Bind) turnProxyAt(ap netip.AddrPort) *turnProxy {
+	m := b.turn.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[ap]
+}
+
+// relaySTUN gives a STUN message from a relay to its shared allocation if
+// it answers one of the allocation's requests.
+func (b *Bind) relaySTUN(p []byte, ep conn.Endpoint) bool {
+	tp := b.turnProxyFrom(ep)
+	return tp != nil && tp.handleSTUN(p)
+}
+
+// relayChannelData routes ChannelData from a relay through its shared
+// allocation.
+func (b *Bind) relayChannelData(p []byte, ep conn.Endpoint) bool {
+	tp := b.turnProxyFrom(ep)
+	return tp != nil && tp.handleChannelData(p)
 }
 
 // attachSTUN makes sc the only destination of received STUN (tests).

@@ -59,6 +59,11 @@ type Config struct {
 	// TickInterval is how often the lifecycle timers are evaluated
 	// (default 100 ms).
 	TickInterval time.Duration
+	// SharedTURN runs TURN on the shared socket: one allocation per relay
+	// with a channel per peer, which every agent's relay candidate uses
+	// (see turnproxy.go), instead of pion's own TURN client and socket per
+	// agent. Experimental; off by default.
+	SharedTURN bool
 }
 
 // Node is a set of WireGuard-over-ICE connections sharing one UDP socket
@@ -94,6 +99,7 @@ type Node struct {
 	closing    sync.WaitGroup // agents still closing (Close waits for them)
 	mux        *ice.UniversalUDPMuxDefault
 	lastPoll   time.Time
+	proxies    map[netip.AddrPort]*turnProxy // SharedTURN: by relay address
 }
 
 // NewNode creates the WireGuard device over a shared Bind, brings it up
@@ -147,6 +153,9 @@ func NewNode(cfg Config) (*Node, error) {
 		relays: make(map[string]Relay),
 	}
 	n.net = relayNet{Net: netw, rcv: b.rcvbuf, snd: b.sndbuf, realm: n.relayRealm, realmDrops: &n.realmDrops}
+	if cfg.SharedTURN {
+		n.net = sharedTURNNet{Net: n.net, proxy: b.turnProxyAt, port: b.Port}
+	}
 	empty := map[netip.AddrPort]string{}
 	n.realms.Store(&empty)
 	wlog := cfg.Logger.Named("wireguard")
@@ -460,6 +469,7 @@ func (n *Node) UpdateRelays(added []Relay, removed []string) error {
 		realms[r.Addr] = r.Realm
 	}
 	n.realms.Store(&realms)
+	n.syncProxiesLocked(false)
 	if len(gone) > 0 {
 		for _, c := range n.conns {
 			c.invalidateRelayCandidatesLocked(gone)
@@ -547,6 +557,8 @@ func (n *Node) Reset() (Key, error) {
 	if err == nil {
 		err = n.rebuildMux()
 	}
+	// The allocations belong to the old port's 5-tuple.
+	n.syncProxiesLocked(true)
 	pub := n.key.PublicKey()
 	n.mu.Unlock()
 	return pub, err
@@ -568,10 +580,14 @@ func (n *Node) Close() error {
 	}
 	muxes := n.muxes
 	n.muxes = nil
+	proxies := n.takeProxiesLocked()
 	n.mu.Unlock()
 	close(n.stop)
 	n.wg.Wait()
 	n.closing.Wait()
+	for _, p := range proxies {
+		p.close()
+	}
 	for _, m := range muxes {
 		m.close()
 	}

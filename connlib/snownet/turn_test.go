@@ -61,11 +61,17 @@ func testRelay(addr netip.AddrPort) Relay {
 	return Relay{ID: "relay-1", Addr: addr, Username: turnUser, Password: turnPass, Realm: turnRealm}
 }
 
-func TestRelayedLoopback(t *testing.T) {
+func TestRelayedLoopback(t *testing.T) { testRelayedLoopback(t, false) }
+
+// TestRelayedLoopbackSharedTURN: the same with TURN on the shared socket.
+func TestRelayedLoopbackSharedTURN(t *testing.T) { testRelayedLoopback(t, true) }
+
+func testRelayedLoopback(t *testing.T, shared bool) {
 	srv := startTURN(t)
 	relayOnly := func(c *Config) {
 		c.DisableHostCandidates = true
 		c.DisableSrflxCandidates = true
+		c.SharedTURN = shared
 	}
 	a := newTestPeer(t, "alice", "10.0.0.1", relayOnly)
 	b := newTestPeer(t, "bob", "10.0.0.2", relayOnly)
@@ -109,10 +115,15 @@ func TestRelayedLoopback(t *testing.T) {
 
 // A relay announcing another realm than the portal gave is refused: no
 // relay candidate, and the refused responses are counted.
-func TestRelayRealmEnforced(t *testing.T) {
+func TestRelayRealmEnforced(t *testing.T) { testRelayRealmEnforced(t, false) }
+
+func TestRelayRealmEnforcedSharedTURN(t *testing.T) { testRelayRealmEnforced(t, true) }
+
+func testRelayRealmEnforced(t *testing.T, shared bool) {
 	srv := startTURN(t)
 	a := newTestPeer(t, "alice", "10.0.0.1", func(c *Config) {
 		c.DisableHostCandidates, c.DisableSrflxCandidates = true, true
+		c.SharedTURN = shared
 	})
 	r := testRelay(srv)
 	r.Realm = "not-" + turnRealm

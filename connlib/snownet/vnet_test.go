@@ -154,11 +154,14 @@ func buildNATNet(t *testing.T, natA, natB *vnet.NATType) (*vnet.Net, *vnet.Net, 
 	return netA, netB, netip.MustParseAddrPort(vnetRelayIP + ":3478")
 }
 
-func vnetPeer(t *testing.T, name, tunIP string, n *vnet.Net, hostIP string, relay netip.AddrPort) *testPeer {
+func vnetPeer(t *testing.T, name, tunIP string, n *vnet.Net, hostIP string, relay netip.AddrPort, mods ...func(*Config)) *testPeer {
 	tp := newTestPeer(t, name, tunIP, func(c *Config) {
 		c.Bind.Inner = &vnetBind{net: n, ip: hostIP}
 		c.Net = n
 		c.HostIP = netip.MustParseAddr(hostIP)
+		for _, m := range mods {
+			m(c)
+		}
 	})
 	if err := tp.node.UpdateRelays([]Relay{testRelay(relay)}, nil); err != nil {
 		t.Fatal(err)
@@ -197,10 +200,17 @@ func TestVNetEndpointIndependentNATDirect(t *testing.T) {
 
 // One side behind a symmetric NAT, the other port-restricted: no direct
 // path exists, so the connection goes through the relay.
-func TestVNetSymmetricNATRelayed(t *testing.T) {
+func TestVNetSymmetricNATRelayed(t *testing.T) { testVNetSymmetricNATRelayed(t, false) }
+
+// TestVNetSymmetricNATRelayedSharedTURN: the same with TURN on the shared
+// socket (the allocation's 5-tuple is the shared socket's NAT mapping).
+func TestVNetSymmetricNATRelayedSharedTURN(t *testing.T) { testVNetSymmetricNATRelayed(t, true) }
+
+func testVNetSymmetricNATRelayed(t *testing.T, shared bool) {
 	netA, netB, relay := buildNATNet(t, natSymmetric, natPortRestricted)
-	a := vnetPeer(t, "alice", "10.0.0.1", netA, vnetLANA, relay)
-	b := vnetPeer(t, "bob", "10.0.0.2", netB, vnetLANB, relay)
+	mod := func(c *Config) { c.SharedTURN = shared }
+	a := vnetPeer(t, "alice", "10.0.0.1", netA, vnetLANA, relay, mod)
+	b := vnetPeer(t, "bob", "10.0.0.2", netB, vnetLANB, relay, mod)
 	connectPair(t, a, b)
 	ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
 	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)

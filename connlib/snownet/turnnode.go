@@ -1,0 +1,64 @@
+package snownet
+
+import "net/netip"
+
+// syncProxiesLocked makes the shared TURN allocations (Config.SharedTURN)
+// match the relay list: one proxy per IPv4 relay address (pion gathers
+// relay candidates over udp4 only), replaced when its credentials change
+// or when all is set (the socket moved to a new port). Old proxies are
+// closed in the background (closing deletes the allocation, which waits
+// for the relay). The caller holds n.mu.
+func (n *Node) syncProxiesLocked(all bool) {
+	if !n.cfg.SharedTURN {
+		return
+	}
+	want := make(map[netip.AddrPort]Relay)
+	for _, r := range n.relays {
+		if r.Addr.Addr().Is4() {
+			want[r.Addr] = r
+		}
+	}
+	next := make(map[netip.AddrPort]*turnProxy, len(want))
+	var old []*turnProxy
+	for ap, p := range n.proxies {
+		r, ok := want[ap]
+		if ok && !all && p.alloc.cfg.relay == r {
+			next[ap] = p
+			continue
+		}
+		old = append(old, p)
+	}
+	for ap, r := range want {
+		if next[ap] != nil {
+			continue
+		}
+		p := newTURNProxy(r, n.bind.sendTo, n.log.Named("turn"))
+		p.refusedRealm = func() { n.realmDrops.Add(1) }
+		next[ap] = p
+	}
+	n.proxies = next
+	routes := make(map[netip.AddrPort]*turnProxy, len(next))
+	for ap, p := range next {
+		routes[ap] = p
+	}
+	n.bind.turn.Store(&routes)
+	for _, p := range old {
+		n.closing.Add(1)
+		go func() {
+			defer n.closing.Done()
+			p.close()
+		}()
+	}
+}
+
+// takeProxiesLocked removes every proxy (Close) and returns them.
+func (n *Node) takeProxiesLocked() []*turnProxy {
+	out := make([]*turnProxy, 0, len(n.proxies))
+	for _, p := range n.proxies {
+		out = append(out, p)
+	}
+	n.proxies = nil
+	empty := map[netip.AddrPort]*turnProxy{}
+	n.bind.turn.Store(&empty)
+	return out
+}
