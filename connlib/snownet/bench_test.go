@@ -198,28 +198,43 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		runThroughput(b, src, dst)
 	})
-	b.Run("gozone-relayed", func(b *testing.B) {
-		srv := startTURN(b)
-		relayOnly := func(t *benchTun) func(c *Config) {
-			return func(c *Config) {
-				c.Tun = t
-				c.DisableHostCandidates, c.DisableSrflxCandidates = true, true
-			}
+	// The two relayed paths run back to back, so with -count=N they
+	// alternate (N pairs on the same loaded machine): pion's TURN client on
+	// its own socket per agent, and TURN on the shared socket
+	// (Config.SharedTURN, ChannelData framed in the Bind's batches). Both
+	// go through the same in-process pion/turn server, which relays one
+	// packet per syscall and bounds both.
+	b.Run("gozone-relayed", func(b *testing.B) { benchRelayed(b, ipA, ipB, false) })
+	b.Run("gozone-relayed-shared", func(b *testing.B) { benchRelayed(b, ipA, ipB, true) })
+}
+
+func benchRelayed(b *testing.B, ipA, ipB netip.Addr, shared bool) {
+	srv := startTURN(b)
+	relayOnly := func(t *benchTun) func(c *Config) {
+		return func(c *Config) {
+			c.Tun = t
+			c.DisableHostCandidates, c.DisableSrflxCandidates = true, true
+			c.SharedTURN = shared
 		}
-		src, dst := newBenchTun(ipA, ipB, benchPacketSize), newBenchTun(ipB, ipA, benchPacketSize)
-		a := newTestPeer(b, "alice", ipA.String(), relayOnly(src))
-		p := newTestPeer(b, "bob", ipB.String(), relayOnly(dst))
-		for _, tp := range []*testPeer{a, p} {
-			if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
-				b.Fatal(err)
-			}
+	}
+	src, dst := newBenchTun(ipA, ipB, benchPacketSize), newBenchTun(ipB, ipA, benchPacketSize)
+	a := newTestPeer(b, "alice", ipA.String(), relayOnly(src))
+	p := newTestPeer(b, "bob", ipB.String(), relayOnly(dst))
+	for _, tp := range []*testPeer{a, p} {
+		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
+			b.Fatal(err)
 		}
-		connectPair(b, a, p)
-		if ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout); ev.Path != PathRelayed {
-			b.Fatalf("path %v", ev.Path)
+	}
+	connectPair(b, a, p)
+	if ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout); ev.Path != PathRelayed {
+		b.Fatalf("path %v", ev.Path)
+	}
+	if shared {
+		if pp := a.node.bind.peer("bob").path.Load(); pp.turn == nil {
+			b.Fatalf("shared TURN: the Bind is not framing ChannelData itself (path %+v)", pp)
 		}
-		runThroughput(b, src, dst)
-	})
+	}
+	runThroughput(b, src, dst)
 }
 
 // plainWireGuardPair connects two stock wireguard-go devices over

@@ -206,7 +206,9 @@ func (b *Bind) RemovePeer(id string) {
 	delete(b.peers, id)
 	b.mu.Unlock()
 	if e != nil {
-		e.path.Store(&path{kind: PathNone})
+		if old := e.path.Swap(&path{kind: PathNone}); old.turn != nil {
+			old.turn.data.forget(e)
+		}
 		e.takePending()
 	}
 }
@@ -224,7 +226,9 @@ func (b *Bind) SetPath(id string, kind PathKind, addr netip.AddrPort, relay io.W
 	case PathRelayed:
 		p.relay = relay
 	}
-	e.path.Store(p)
+	if old := e.path.Swap(p); old.turn != nil {
+		old.turn.data.forget(e)
+	}
 	if kind == PathNone {
 		return
 	}
@@ -267,6 +271,9 @@ func (b *Bind) sendPath(e *peerEndpoint, p *path, bufs [][]byte) error {
 	if p.kind == PathDirect {
 		return b.inner.Send(bufs, p.direct)
 	}
+	if p.turn != nil {
+		return b.sendTURN(p, bufs)
+	}
 	// One write per packet: pion's conn has no batch API. A failed packet
 	// (e.g. one pion mistakes for STUN because its receiver index equals
 	// the magic cookie) does not stop the rest of the batch.
@@ -296,7 +303,7 @@ func (b *Bind) sendTo(p []byte, addr netip.AddrPort) error {
 func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
-		var wg uint64
+		var wg, relayed uint64
 		for i := 0; i < n; i++ {
 			if sizes[i] == 0 {
 				continue
@@ -311,9 +318,13 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 					b.deliverSTUN(p, eps[i])
 				}
 			case KindChannelData:
-				if !b.relayChannelData(p, eps[i]) {
-					b.nChannelData.Add(1)
+				if tp := b.turnProxyFrom(eps[i]); tp != nil {
+					if b.unwrapTURN(tp, bufs, sizes, eps, i) {
+						relayed++
+					}
+					continue
 				}
+				b.nChannelData.Add(1)
 			default:
 				b.nUnknown.Add(1)
 			}
@@ -321,6 +332,9 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 		}
 		if wg > 0 {
 			b.nWireGuard.Add(wg)
+		}
+		if relayed > 0 {
+			b.nRelayedIn.Add(relayed)
 		}
 		return n, err
 	}
@@ -406,13 +420,6 @@ func (b *Bind) turnProxyAt(ap netip.AddrPort) *turnProxy {
 func (b *Bind) relaySTUN(p []byte, ep conn.Endpoint) bool {
 	tp := b.turnProxyFrom(ep)
 	return tp != nil && tp.handleSTUN(p)
-}
-
-// relayChannelData routes ChannelData from a relay through its shared
-// allocation.
-func (b *Bind) relayChannelData(p []byte, ep conn.Endpoint) bool {
-	tp := b.turnProxyFrom(ep)
-	return tp != nil && tp.handleChannelData(p)
 }
 
 // attachSTUN makes sc the only destination of received STUN (tests).

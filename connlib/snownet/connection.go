@@ -220,6 +220,9 @@ func (c *connection) applyPathLocked() {
 		b.SetPath(c.id, PathDirect, p.RemoteAddr, nil)
 		return
 	}
+	if c.n.cfg.SharedTURN && c.applySharedTURNLocked() {
+		return
+	}
 	if c.rw == nil {
 		b.SetPath(c.id, PathNone, netip.AddrPort{}, nil)
 		return

@@ -40,6 +40,10 @@ type path struct {
 	kind   PathKind
 	direct *conn.StdNetEndpoint // PathDirect: cached so Send never allocates
 	relay  io.Writer            // PathRelayed: the ICE agent's conn
+	// PathRelayed with Config.SharedTURN: our shared allocation and the
+	// channel bound to the peer; direct is then the relay's address.
+	turn    *turnProxy
+	channel uint16
 }
 
 // peerEndpoint is the conn.Endpoint wireguard-go holds for one peer. It

@@ -62,3 +62,37 @@ func (n *Node) takeProxiesLocked() []*turnProxy {
 	n.bind.turn.Store(&empty)
 	return out
 }
+
+// applySharedTURNLocked puts a pair whose local candidate is our shared
+// allocation on the Bind's own ChannelData path. It reports false (the
+// caller falls back to pion's conn) if the candidate is not on a shared
+// allocation or no channel is bound to the remote yet.
+func (c *connection) applySharedTURNLocked() bool {
+	local, ok := candidateAddrPort(c.pair.Local)
+	if !ok {
+		return false
+	}
+	tp := c.n.bind.turnProxyForRelayed(local)
+	if tp == nil {
+		return false
+	}
+	ch, ok := tp.alloc.channelFor(c.pair.RemoteAddr)
+	if !ok {
+		return false
+	}
+	c.n.bind.setTURNPath(c.id, tp, ch)
+	return true
+}
+
+// candidateAddrPort is the transport address of an SDP candidate.
+func candidateAddrPort(sdp string) (netip.AddrPort, bool) {
+	cand, err := parseCandidate(sdp)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	a, err := netip.ParseAddr(cand.Address())
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(cand.Port())), true
+}

@@ -57,6 +57,8 @@ type turnProxy struct {
 	wg     sync.WaitGroup
 	// refusedRealm is called when the relay names another realm.
 	refusedRealm func()
+	// data routes our channels to WireGuard peers (the Bind's data path).
+	data turnData
 }
 
 func newTURNProxy(r Relay, send func([]byte, netip.AddrPort) error, log *zap.Logger) *turnProxy {

@@ -63,9 +63,21 @@ func TestSharedTURNTwoPeersOneAllocation(t *testing.T) {
 		if !strings.Contains(st.Pair.Local, want) {
 			t.Errorf("alice->%s: local candidate %q is not the shared allocation %v", peer, st.Pair.Local, relayed)
 		}
-		if _, ok := p.alloc.channelFor(mustRemoteAddr(t, st.Pair.Remote)); !ok {
+		ch, ok := p.alloc.channelFor(mustRemoteAddr(t, st.Pair.Remote))
+		if !ok {
 			t.Errorf("alice->%s: no channel bound to the remote candidate %q", peer, st.Pair.Remote)
 		}
+		// The Bind frames ChannelData itself (no pion conn on the path).
+		e := a.node.bind.peer(peer)
+		if pp := e.path.Load(); pp.turn != p || pp.channel != ch || p.data.route(ch) != e {
+			t.Errorf("alice->%s: path %+v, want the Bind's ChannelData path on channel %#x", peer, pp, ch)
+		}
+	}
+	before := a.node.BindStats()
+	pingOnce(t, a, b, 10*time.Second)
+	pingOnce(t, b, a, 10*time.Second)
+	if after := a.node.BindStats(); after.RelayedIn <= before.RelayedIn || after.RelayedOut <= before.RelayedOut {
+		t.Errorf("relayed counters did not move: %+v -> %+v", before, after)
 	}
 	if bs := a.node.BindStats(); bs.ChannelData != 0 {
 		t.Errorf("alice dropped %d ChannelData frames; all came from her relay", bs.ChannelData)

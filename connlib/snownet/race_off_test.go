@@ -1,0 +1,5 @@
+//go:build !race
+
+package snownet
+
+const raceEnabled = false
