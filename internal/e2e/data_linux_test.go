@@ -92,10 +92,16 @@ type transfer struct {
 	size, seed, rate uint64
 	// stall fails the transfer when no byte arrives for this long.
 	stall time.Duration
-	// total bounds the whole transfer.
+	// total bounds the whole transfer, dial attempts included.
 	total time.Duration
+	// dial bounds one connection attempt (default 20 s); attempts repeat
+	// until total runs out.
+	dial time.Duration
 	// got counts the bytes received so far (read it while it runs).
 	got atomic.Uint64
+	// maxGap is the longest time without a byte arriving (valid after
+	// fetch returned): how long a fault stalled the transfer.
+	maxGap time.Duration
 }
 
 // errMismatch says the bytes that arrived are not the ones sent.
@@ -112,16 +118,19 @@ func fetch(h *topo.Host, ap netip.AddrPort, x *transfer) error {
 	}
 	want := expectedHash(x.size, x.seed)
 	deadline := time.Now().Add(x.total)
+	if x.dial == 0 {
+		x.dial = 20 * time.Second
+	}
 	var c net.Conn
 	var err error
-	for i := 0; ; i++ {
-		if c, err = h.DialTCP(ap, 20*time.Second); err == nil {
+	for {
+		if c, err = h.DialTCP(ap, min(x.dial, time.Until(deadline))); err == nil {
 			break
 		}
-		if i == 4 || time.Now().After(deadline) {
+		if time.Until(deadline) < 100*time.Millisecond {
 			return fmt.Errorf("dial %v: %w", ap, err)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(100 * time.Millisecond)
 	}
 	defer c.Close()
 	var req [24]byte
@@ -134,6 +143,7 @@ func fetch(h *topo.Host, ap netip.AddrPort, x *transfer) error {
 	}
 	hash := sha256.New()
 	buf := make([]byte, 64<<10)
+	last := time.Now()
 	for {
 		rd := time.Now().Add(x.stall)
 		if rd.After(deadline) {
@@ -141,6 +151,11 @@ func fetch(h *topo.Host, ap netip.AddrPort, x *transfer) error {
 		}
 		_ = c.SetReadDeadline(rd)
 		n, err := c.Read(buf)
+		if n > 0 {
+			now := time.Now()
+			x.maxGap = max(x.maxGap, now.Sub(last))
+			last = now
+		}
 		hash.Write(buf[:n])
 		x.got.Add(uint64(n))
 		if errors.Is(err, io.EOF) {

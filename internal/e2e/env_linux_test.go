@@ -1,15 +1,18 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gozone/gozone/internal/netns"
 	"github.com/gozone/gozone/internal/topo"
 )
 
@@ -48,7 +51,14 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	buildBinaries(t)
-	tp := topo.Build(t, o.topo)
+	return newEnvOn(t, topo.Build(t, o.topo), o)
+}
+
+// newEnvOn is newEnv on a topology the test built itself (o.topo is
+// ignored).
+func newEnvOn(t *testing.T, tp *topo.Topology, o envOptions) *env {
+	t.Helper()
+	buildBinaries(t)
 	e := &env{tp: tp}
 	e.portalAP = netip.AddrPortFrom(tp.Portal.IPv4, portalPort)
 	e.apiURL = "ws://" + e.portalAP.String()
@@ -85,7 +95,7 @@ func (e *env) startPortal(t *testing.T) {
 	e.portalRun++
 	cmd := exec.Command(bins.portal, "--config", e.cfgPath, "--listen", e.portalAP.String(),
 		"--relay-listen", netip.AddrPortFrom(e.tp.Portal.IPv4, 3478).String())
-	e.portal = start(t, e.tp.Portal, "portal#"+strconv.Itoa(e.portalRun), cmd)
+	e.portal = start(t, e.tp.Portal.NS, "portal#"+strconv.Itoa(e.portalRun), cmd)
 	deadline := time.Now().Add(wait)
 	for {
 		c, err := e.tp.Client.DialTCP(e.portalAP, time.Second)
@@ -100,17 +110,24 @@ func (e *env) startPortal(t *testing.T) {
 	}
 }
 
-// startGateway runs a gateway binary with the given id and TUN name on h
+// startGateway runs a gateway binary with the given id and TUN name in ns
 // and waits until the portal saw it join.
-func (e *env) startGateway(t *testing.T, h *topo.Host, id, tun string, args ...string) *proc {
+func (e *env) startGateway(t *testing.T, ns *netns.NS, id, tun string, args ...string) *proc {
 	t.Helper()
 	m := e.portal.mark()
 	base := []string{"--tun-name", tun, "--masquerade", "--no-inc-buf", "--health-check-addr", "", "--tun-threads", "1", "--log-format", "json"}
 	cmd := exec.Command(bins.gateway, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+gatewayToken,
 		"FIREZONE_ID="+id, "FIREZONE_NAME="+id)
-	g := start(t, h, id, cmd)
-	e.portal.waitLogSince(t, m, "gateway joined", id)
+	g := start(t, ns, id, cmd)
+	line := e.portal.waitLogSince(t, m, "gateway joined", `"name": "`+id+`"`)
+	var f struct {
+		ID string `json:"gateway_id"`
+	}
+	if i := strings.Index(line, "{"); i < 0 || json.Unmarshal([]byte(line[i:]), &f) != nil || f.ID == "" {
+		t.Fatalf("portal log line without a gateway id: %s", line)
+	}
+	g.portalID = f.ID
 	return g
 }
 
@@ -122,7 +139,7 @@ func (e *env) startClient(t *testing.T, args ...string) *proc {
 	cmd := exec.Command(bins.client, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+clientToken,
 		"FIREZONE_ID=faults-client", "FIREZONE_NAME=faults-client")
-	c := start(t, e.tp.Client, "client", cmd)
+	c := start(t, e.tp.Client.NS, "client", cmd)
 	c.waitLog(t, "tunnel is up")
 	return c
 }
@@ -135,9 +152,7 @@ func status(t *testing.T, c *proc, parts ...string) string {
 	deadline := time.Now().Add(wait)
 	m := c.mark()
 	for {
-		if err := c.p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
+		c.signal(t, syscall.SIGUSR1)
 		time.Sleep(time.Second)
 		if l, ok := findLine(c.log.String()[m:], parts...); ok {
 			return l

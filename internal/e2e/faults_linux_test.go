@@ -16,7 +16,7 @@ func TestDirect(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	e.startGateway(t, e.tp.Gateway, "gw-1", "tun-gw")
+	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
 	c := e.startClient(t)
 	x := &transfer{size: tenMB, seed: 1}
 	if err := fetch(e.tp.Client, e.data, x); err != nil {
@@ -32,7 +32,7 @@ func TestSymmetricClient(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
 	e := newEnv(t, envOptions{topo: topo.Options{ClientNAT: topo.NATSymmetric}})
-	e.startGateway(t, e.tp.Gateway, "gw-1", "tun-gw")
+	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
 	c := e.startClient(t)
 	if err := fetch(e.tp.Client, e.data, &transfer{size: tenMB, seed: 2}); err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestLoss(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
 	e := newEnv(t, envOptions{topo: topo.Options{DropPercent: map[topo.Link]int{topo.LinkClientLAN: 5}}})
-	e.startGateway(t, e.tp.Gateway, "gw-1", "tun-gw")
+	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
 	e.startClient(t)
 	if err := fetch(e.tp.Client, e.data, &transfer{size: tenMB, seed: 3}); err != nil {
 		t.Fatal(err)

@@ -2,18 +2,17 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gozone/gozone/internal/topo"
+	"github.com/gozone/gozone/internal/netns"
 )
 
 // The binaries are built once per test process and removed by TestMain.
@@ -79,30 +78,65 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-// proc is a binary running in one of the topology's namespaces.
+// proc is a binary running in one of the topology's namespaces (or one
+// the test added). It is stopped on cleanup, before the namespaces go.
 type proc struct {
 	name string
-	p    *topo.Proc
+	cmd  *exec.Cmd
 	log  *logBuf
+	done chan struct{}
+	err  error // exit error, valid once done is closed
+	// portalID is the id the portal gave a gateway (its log and the
+	// client's status name gateways by it).
+	portalID string
 }
 
-// start runs cmd in h with its output captured, dumped to the test log if
-// the test fails. The process is stopped by the topology's cleanup.
-func start(t *testing.T, h *topo.Host, name string, cmd *exec.Cmd) *proc {
+// start runs cmd in ns with its output captured, dumped to the test log if
+// the test fails.
+func start(t *testing.T, ns *netns.NS, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
-	pr := &proc{name: name, log: &logBuf{}}
+	pr := &proc{name: name, cmd: cmd, log: &logBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = pr.log, pr.log
-	p, err := h.Start(cmd)
-	if err != nil {
+	if err := ns.Start(cmd); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	pr.p = p
+	go func() {
+		pr.err = cmd.Wait()
+		close(pr.done)
+	}()
 	t.Cleanup(func() {
+		_ = pr.stop()
 		if t.Failed() {
 			t.Logf("%s log:\n%s", name, tail(pr.log.String(), 60))
 		}
 	})
 	return pr
+}
+
+// stop ends the process (SIGTERM, SIGKILL after 5 s) and returns its exit
+// error; calling it again is harmless.
+func (pr *proc) stop() error {
+	select {
+	case <-pr.done:
+		return pr.err
+	default:
+	}
+	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.done:
+	case <-time.After(5 * time.Second):
+		_ = pr.cmd.Process.Kill()
+		<-pr.done
+	}
+	return pr.err
+}
+
+// signal sends sig to the process.
+func (pr *proc) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := pr.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", pr.name, err)
+	}
 }
 
 // mark is the current length of the log, for waitLogSince.
@@ -124,7 +158,7 @@ func (pr *proc) waitLogSince(t *testing.T, m int, parts ...string) string {
 			return l
 		}
 		select {
-		case <-pr.p.Done():
+		case <-pr.done:
 			if l, ok := findLine(pr.log.String()[m:], parts...); ok {
 				return l
 			}
@@ -153,8 +187,8 @@ func (pr *proc) count(parts ...string) int {
 func (pr *proc) running(t *testing.T) {
 	t.Helper()
 	select {
-	case <-pr.p.Done():
-		t.Fatalf("%s exited: %v", pr.name, pr.p.Wait(context.Background()))
+	case <-pr.done:
+		t.Fatalf("%s exited: %v", pr.name, pr.err)
 	default:
 	}
 }
@@ -162,10 +196,10 @@ func (pr *proc) running(t *testing.T) {
 // kill ends the process at once (SIGKILL: a crash, no goodbye) and waits.
 func (pr *proc) kill(t *testing.T) {
 	t.Helper()
-	_ = pr.p.Cmd.Process.Kill()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := pr.p.Wait(ctx); errors.Is(err, context.DeadlineExceeded) {
+	_ = pr.cmd.Process.Kill()
+	select {
+	case <-pr.done:
+	case <-time.After(wait):
 		t.Fatalf("%s did not die", pr.name)
 	}
 }
