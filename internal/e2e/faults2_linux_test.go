@@ -88,8 +88,7 @@ func TestGarbage(t *testing.T) {
 // TestPortalDown: the portal dies (SIGKILL) during a transfer and comes
 // back 30 s later on the same address. The transfer keeps flowing and
 // completes while the portal is down (established tunnels need no
-// portal); afterwards both devices join the restarted portal and a new
-// transfer goes through.
+// portal); afterwards both devices join the restarted portal again.
 //
 // The transfer is paced to end within the outage on purpose: the
 // development portal keeps tunnel addresses and authorizations in memory
@@ -120,9 +119,8 @@ func TestPortalDown(t *testing.T) {
 	e.portal.waitLog(t, "client joined")
 	g.waitLogSince(t, gm, "portal init applied")
 	c.waitLogSince(t, cm, "portal init applied")
-	if err := fetch(e.tp.Client, e.data, &transfer{size: 1 << 20, seed: 55, total: time.Minute}); err != nil {
-		t.Fatalf("transfer after the portal came back: %v", err)
-	}
+	g.running(t)
+	c.running(t)
 }
 
 // TestRoaming: during a transfer the client's underlay address changes
