@@ -201,11 +201,22 @@ func BenchmarkThroughput(b *testing.B) {
 	// The two relayed paths run back to back, so with -count=N they
 	// alternate (N pairs on the same loaded machine): pion's TURN client on
 	// its own socket per agent, and TURN on the shared socket
-	// (Config.SharedTURN, ChannelData framed in the Bind's batches). Both
+	// (the default shared-socket TURN, ChannelData framed in the Bind's batches). Both
 	// go through the same in-process pion/turn server, which relays one
 	// packet per syscall and bounds both.
 	b.Run("gozone-relayed", func(b *testing.B) { benchRelayed(b, ipA, ipB, false) })
 	b.Run("gozone-relayed-shared", func(b *testing.B) { benchRelayed(b, ipA, ipB, true) })
+}
+
+// BenchmarkRelayedPaths alternates the two relayed paths in pairs
+// (pair1/pion, pair1/shared, pair2/pion, ...) so that both see the same
+// load on a shared machine: go test -bench RelayedPaths -benchtime 100000x.
+func BenchmarkRelayedPaths(b *testing.B) {
+	ipA, ipB := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	for i := 1; i <= 3; i++ {
+		b.Run(fmt.Sprintf("pair%d/pion", i), func(b *testing.B) { benchRelayed(b, ipA, ipB, false) })
+		b.Run(fmt.Sprintf("pair%d/shared", i), func(b *testing.B) { benchRelayed(b, ipA, ipB, true) })
+	}
 }
 
 func benchRelayed(b *testing.B, ipA, ipB netip.Addr, shared bool) {
@@ -214,7 +225,7 @@ func benchRelayed(b *testing.B, ipA, ipB netip.Addr, shared bool) {
 		return func(c *Config) {
 			c.Tun = t
 			c.DisableHostCandidates, c.DisableSrflxCandidates = true, true
-			c.SharedTURN = shared
+			c.PionTURN = !shared
 		}
 	}
 	src, dst := newBenchTun(ipA, ipB, benchPacketSize), newBenchTun(ipB, ipA, benchPacketSize)

@@ -94,7 +94,7 @@ type Bind struct {
 	stun  atomic.Pointer[stunRoutes]
 	relay *relayRing
 	// turn maps relay addresses to the shared TURN allocations on this
-	// socket (Config.SharedTURN); nil or empty without them.
+	// socket (the default; see Config.PionTURN); nil or empty without them.
 	turn atomic.Pointer[map[netip.AddrPort]*turnProxy]
 
 	nWireGuard, nSTUN, nSTUNDropped, nChannelData, nUnknown atomic.Uint64

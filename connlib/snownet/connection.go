@@ -220,7 +220,7 @@ func (c *connection) applyPathLocked() {
 		b.SetPath(c.id, PathDirect, p.RemoteAddr, nil)
 		return
 	}
-	if c.n.cfg.SharedTURN && c.applySharedTURNLocked() {
+	if c.n.sharedTURN() && c.applySharedTURNLocked() {
 		return
 	}
 	if c.rw == nil {

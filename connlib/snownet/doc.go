@@ -9,7 +9,8 @@
 //	tun.Device|  wireguard-go device  <->  Bind (conn.Bind)         |
 //	          |                             |  classify each datagram|
 //	          |      WireGuard <------------+  STUN -> STUNConn -> ICE mux -> agents
-//	          |      relayRing <-- per-peer readers of the agents' conns (relayed)
+//	          |      WireGuard <-- ChannelData from a relay, unwrapped in place
+//	          |                    (STUN inside it -> turnProxy -> agent's TURN client)
 //	          +-----------------------------------------------------+
 //
 // # Data path
@@ -17,8 +18,10 @@
 // Each received datagram is classified (Classify): WireGuard first (type
 // 1..4, three zero bytes, at least 32 bytes), then STUN, then TURN
 // ChannelData. WireGuard goes to the device; STUN goes to pion's
-// UniversalUDPMux through STUNConn and its slot is zeroed; ChannelData and
-// anything else is dropped and counted (BindStats). The mux's writes leave
+// UniversalUDPMux through STUNConn and its slot is zeroed (answers to the
+// shared TURN allocations' own requests excepted); ChannelData from a known
+// relay is unwrapped (see below); anything else is dropped and counted
+// (BindStats). The mux's writes leave
 // through the same socket. pion's mux routes by local ufrag alone and the
 // portal's ufrags are only 4 characters, so the Node keeps a small pool of
 // muxes on the socket: an agent whose ufrag is taken goes to another one,
@@ -33,9 +36,25 @@
 // handshake message sent while a peer has no path is held and flushed when
 // the path appears (wireguard-go would otherwise wait 5 s to retry).
 //
-// Relayed WireGuard uses pion's own TURN allocation: packets are written
-// to the agent's conn, and one goroutine per relayed peer reads it into a
-// ring of preallocated slots that a single batched ReceiveFunc drains.
+// TURN runs on the shared socket (Firezone's way): one allocation per
+// relay (turnalloc.go: long-term credentials, refresh at lifetime/2, a
+// keepalive check after 25 s of silence, re-allocation with the same
+// channel numbers when the relay lost it) and one channel per peer. pion
+// cannot take a relay candidate it did not gather, so each agent's TURN
+// client gets a virtual conn from AgentConfig.Net (turnvconn.go) and an
+// in-process proxy (turnproxy.go) answers it: its ALLOCATE gets the shared
+// relayed address, its permissions and channel binds become real channel
+// binds. Once a pair on our relay candidate is nominated the Bind frames
+// the peer's WireGuard packets as ChannelData itself, in place (wireguard-go
+// leaves tail room; the 4-byte header is made by shifting the packet) and
+// sends them in the same sendmmsg/GSO batch as direct traffic; WireGuard in
+// ChannelData from the relay is unwrapped in place in the receive batch.
+// pion only sees the STUN inside ChannelData.
+//
+// With Config.PionTURN the old path is used instead: pion's own TURN
+// allocation per agent on its own socket, packets written to the agent's
+// conn, and one goroutine per relayed peer reading it into a ring of
+// preallocated slots that a single batched ReceiveFunc drains.
 //
 // # Connections
 //
@@ -79,10 +98,11 @@
 //
 // # Limits of pion/ice v3 (frozen at v3.0.16)
 //
-//   - Each agent runs its own TURN client on its own socket; TURN on the
-//     shared socket is not possible because pion opens one allocation per
-//     agent and a relay allows only one allocation per 5-tuple. Relayed
-//     packets therefore cost one syscall each inside pion.
+//   - Each agent runs its own TURN client; a relay allows one allocation
+//     per 5-tuple, so on the shared socket these clients are answered by
+//     the in-process proxy (see above). A relay candidate whose allocation
+//     the relay lost (restart) stays stale in its agent until the
+//     connection is replaced; new agents get the re-created allocation.
 //   - Only IPv4 relay candidates (pion gathers TURN over udp4 only).
 //   - Remote candidates cannot be removed from a running agent, and TURN
 //     servers cannot be added to one: RemoveRemoteCandidate only validates,

@@ -59,11 +59,13 @@ type Config struct {
 	// TickInterval is how often the lifecycle timers are evaluated
 	// (default 100 ms).
 	TickInterval time.Duration
-	// SharedTURN runs TURN on the shared socket: one allocation per relay
-	// with a channel per peer, which every agent's relay candidate uses
-	// (see turnproxy.go), instead of pion's own TURN client and socket per
-	// agent. Experimental; off by default.
-	SharedTURN bool
+	// PionTURN goes back to pion's own TURN client, one allocation and
+	// one socket per agent, with relayed WireGuard moved through the
+	// agent's conn one packet per syscall. By default TURN runs on the
+	// shared socket instead: one allocation per relay with a channel per
+	// peer that every agent's relay candidate uses (turnproxy.go), and
+	// ChannelData framed in the Bind's batches (turndata.go).
+	PionTURN bool
 }
 
 // Node is a set of WireGuard-over-ICE connections sharing one UDP socket
@@ -153,7 +155,7 @@ func NewNode(cfg Config) (*Node, error) {
 		relays: make(map[string]Relay),
 	}
 	n.net = relayNet{Net: netw, rcv: b.rcvbuf, snd: b.sndbuf, realm: n.relayRealm, realmDrops: &n.realmDrops}
-	if cfg.SharedTURN {
+	if n.sharedTURN() {
 		n.net = sharedTURNNet{Net: n.net, proxy: b.turnProxyAt, port: b.Port}
 	}
 	empty := map[netip.AddrPort]string{}

@@ -3,6 +3,7 @@ package snownet
 import (
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +21,15 @@ const (
 // port that relays on loopback; it also answers plain STUN Binding.
 func startTURN(t testing.TB) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	ap, _ := startTURNOn(t, "127.0.0.1:0")
+	return ap
+}
+
+// startTURNOn is startTURN on a given address; stop closes the server
+// (also done at cleanup).
+func startTURNOn(t testing.TB, addr string) (netip.AddrPort, func()) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +62,10 @@ func startTURN(t testing.TB) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close() })
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	var once sync.Once
+	stop := func() { once.Do(func() { srv.Close() }) }
+	t.Cleanup(stop)
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort(), stop
 }
 
 func testRelay(addr netip.AddrPort) Relay {
@@ -71,7 +82,7 @@ func testRelayedLoopback(t *testing.T, shared bool) {
 	relayOnly := func(c *Config) {
 		c.DisableHostCandidates = true
 		c.DisableSrflxCandidates = true
-		c.SharedTURN = shared
+		c.PionTURN = !shared
 	}
 	a := newTestPeer(t, "alice", "10.0.0.1", relayOnly)
 	b := newTestPeer(t, "bob", "10.0.0.2", relayOnly)
@@ -123,7 +134,7 @@ func testRelayRealmEnforced(t *testing.T, shared bool) {
 	srv := startTURN(t)
 	a := newTestPeer(t, "alice", "10.0.0.1", func(c *Config) {
 		c.DisableHostCandidates, c.DisableSrflxCandidates = true, true
-		c.SharedTURN = shared
+		c.PionTURN = !shared
 	})
 	r := testRelay(srv)
 	r.Realm = "not-" + turnRealm

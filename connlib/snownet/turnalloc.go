@@ -108,7 +108,8 @@ type turnAlloc struct {
 	pending   map[[stun.TransactionIDSize]byte]chan *stun.Message
 	byPeer    map[netip.AddrPort]*turnChannel
 	byNumber  map[uint16]*turnChannel
-	next      uint16 // next channel number to try
+	next      uint16    // next channel number to try
+	lastOK    time.Time // last authenticated success from the relay
 }
 
 func newTURNAlloc(cfg turnAllocConfig) *turnAlloc {
@@ -304,9 +305,16 @@ func (a *turnAlloc) channelsDue(now time.Time) []netip.AddrPort {
 	return out
 }
 
+// turnKeepalive is how long the allocation may go without an answer from
+// the relay before maintain checks it with a REFRESH (Firezone sends a
+// BINDING every 25 s; a REFRESH also proves the allocation still exists).
+const turnKeepalive = 25 * time.Second
+
 // maintain keeps the allocation alive until ctx ends: REFRESH at half the
-// lifetime, channel re-binds every 5 minutes. Errors are logged; a lost
-// allocation (437) is re-created with the same channels.
+// lifetime (or after turnKeepalive of silence), channel re-binds every 5
+// minutes. An allocation the relay lost (437, or no answer: a restarted
+// relay may not answer requests for unknown allocations) is re-created
+// with the same channel numbers.
 func (a *turnAlloc) maintain(ctx context.Context) {
 	t := time.NewTicker(a.cfg.tick)
 	defer t.Stop()
@@ -316,13 +324,9 @@ func (a *turnAlloc) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if lt := a.allocationLifetime(); lt > 0 && now.Sub(last) >= lt/2 {
-				err := a.refresh(ctx, lt)
-				var te *TURNError
-				if errors.As(err, &te) && te.Code == stun.CodeAllocMismatch {
-					err = a.reallocate(ctx)
-				}
-				if err != nil {
+			lt := a.allocationLifetime()
+			if lt > 0 && (now.Sub(last) >= lt/2 || now.Sub(a.lastSuccess()) >= turnKeepalive) {
+				if err := a.check(ctx); err != nil {
 					a.log.Debug("turn refresh failed", zap.Stringer("relay", a.server()), zap.Error(err))
 				} else {
 					last = now
@@ -337,19 +341,50 @@ func (a *turnAlloc) maintain(ctx context.Context) {
 	}
 }
 
+// check refreshes the allocation and re-creates it if the relay lost it.
+func (a *turnAlloc) check(ctx context.Context) error {
+	err := a.refresh(ctx, a.allocationLifetime())
+	if lostAllocation(err) {
+		err = a.reallocate(ctx)
+	}
+	return err
+}
+
+// lostAllocation reports whether err means the relay no longer has our
+// allocation.
+func lostAllocation(err error) bool {
+	var te *TURNError
+	return errors.Is(err, ErrTURNTimeout) || (errors.As(err, &te) && te.Code == stun.CodeAllocMismatch)
+}
+
+func (a *turnAlloc) lastSuccess() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastOK
+}
+
 // reallocate creates a new allocation after the relay lost ours and binds
-// the old channels' peers again.
+// the old channels' peers again on the same channel numbers (the Bind's
+// data routes keep working).
 func (a *turnAlloc) reallocate(ctx context.Context) error {
 	a.mu.Lock()
 	peers := make([]netip.AddrPort, 0, len(a.byPeer))
 	for p := range a.byPeer {
 		peers = append(peers, p)
 	}
+	old := a.relayed
 	a.relayed = netip.AddrPort{}
-	clear(a.byPeer)
-	clear(a.byNumber)
 	a.mu.Unlock()
 	if err := a.allocate(ctx); err != nil {
+		var te *TURNError
+		if errors.As(err, &te) && te.Code == stun.CodeAllocMismatch && old.IsValid() {
+			// The relay still has an allocation on our 5-tuple: ours
+			// (only the check was lost), so keep it.
+			a.mu.Lock()
+			a.relayed = old
+			a.mu.Unlock()
+			return nil
+		}
 		return err
 	}
 	for _, p := range peers {
@@ -436,6 +471,9 @@ func (a *turnAlloc) do(ctx context.Context, method stun.Method, attrs func(*stun
 			if !hadAuth || integ.Check(res) != nil {
 				return nil, ErrTURNIntegrity
 			}
+			a.mu.Lock()
+			a.lastOK = time.Now()
+			a.mu.Unlock()
 			return res, nil
 		}
 		var ec stun.ErrorCodeAttribute

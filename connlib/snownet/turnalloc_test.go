@@ -330,3 +330,46 @@ func TestTURNAllocExpiresWithoutRefresh(t *testing.T) {
 		t.Fatal("channel bind on an expired allocation succeeded")
 	}
 }
+
+// TestTURNAllocRecoversRelayRestart: after the relay restarts (and forgets
+// the allocation without answering for it, as pion's server does), check
+// re-creates the allocation with the same channel numbers.
+func TestTURNAllocRecoversRelayRestart(t *testing.T) {
+	srv, stop := startTURNOn(t, "127.0.0.1:0")
+	s := newSharedSock(t, testRelay(srv), func(c *turnAllocConfig) {
+		c.rto = 50 * time.Millisecond
+		c.timeout = 500 * time.Millisecond
+	})
+	ctx := ctxT(t, 30*time.Second)
+	if err := s.alloc.allocate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	ch, err := s.alloc.bindChannel(ctx, peerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	startTURNOn(t, srv.String())
+	if err := s.alloc.check(ctx); err != nil {
+		t.Fatalf("check after the relay restart: %v", err)
+	}
+	if got, ok := s.alloc.channelFor(peerAddr); !ok || got != ch {
+		t.Fatalf("channel after re-allocation %#x %v, want %#x", got, ok, ch)
+	}
+	relayed := s.alloc.relayedAddr()
+	if _, err := s.pc.WriteToUDPAddrPort(AppendChannelData(nil, ch, []byte("after restart")), srv); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 2048)
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "after restart" || from != relayed {
+		t.Fatalf("peer got %q from %v (%v), want data from the new allocation %v", buf[:n], from, err, relayed)
+	}
+}

@@ -10,7 +10,7 @@ import (
 )
 
 // This file is the relayed data path with TURN on the shared socket
-// (Config.SharedTURN): WireGuard packets for a peer reached through our
+// (the default; see Config.PionTURN): WireGuard packets for a peer reached through our
 // allocation are framed as ChannelData by the Bind itself and leave in the
 // same sendmmsg/GSO batch as direct traffic; ChannelData from the relay
 // carrying WireGuard is unwrapped in place in the receive batch. pion sees

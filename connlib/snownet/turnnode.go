@@ -2,14 +2,17 @@ package snownet
 
 import "net/netip"
 
-// syncProxiesLocked makes the shared TURN allocations (Config.SharedTURN)
+// sharedTURN reports whether TURN runs on the shared socket.
+func (n *Node) sharedTURN() bool { return !n.cfg.PionTURN }
+
+// syncProxiesLocked makes the shared TURN allocations (the default, see Config.PionTURN)
 // match the relay list: one proxy per IPv4 relay address (pion gathers
 // relay candidates over udp4 only), replaced when its credentials change
 // or when all is set (the socket moved to a new port). Old proxies are
 // closed in the background (closing deletes the allocation, which waits
 // for the relay). The caller holds n.mu.
 func (n *Node) syncProxiesLocked(all bool) {
-	if !n.cfg.SharedTURN {
+	if !n.sharedTURN() {
 		return
 	}
 	want := make(map[netip.AddrPort]Relay)

@@ -85,13 +85,36 @@ func newTURNProxy(r Relay, send func([]byte, netip.AddrPort) error, log *zap.Log
 // server is the relay's address.
 func (p *turnProxy) server() netip.AddrPort { return p.alloc.server() }
 
+// turnVerifyAfter: a new agent is given the shared allocation's address
+// without asking the relay only if the relay answered us this recently;
+// otherwise one REFRESH first proves the allocation still exists (a relay
+// restart loses it, and an agent gathering a dead address fails again).
+const (
+	turnVerifyAfter   = 5 * time.Second
+	turnVerifyTimeout = 2 * time.Second
+)
+
 // ensureAllocated creates the shared allocation if there is none and
 // starts its maintenance.
 func (p *turnProxy) ensureAllocated() error {
 	p.allocMu.Lock()
 	defer p.allocMu.Unlock()
 	if p.alloc.relayedAddr().IsValid() {
-		return nil
+		if time.Since(p.alloc.lastSuccess()) < turnVerifyAfter {
+			return nil
+		}
+		// Silent for a while: make sure the relay still has it (it may
+		// have restarted) before handing its address to a new agent. The
+		// check is short: pion's client gives up on its ALLOCATE after
+		// about 8 s, and a relay that lost the allocation may not answer.
+		ctx, cancel := context.WithTimeout(p.ctx, turnVerifyTimeout)
+		err := p.alloc.refresh(ctx, p.alloc.allocationLifetime())
+		cancel()
+		if err == nil {
+			return nil
+		}
+		p.log.Debug("turn proxy: allocation lost, re-allocating", zap.Stringer("relay", p.server()), zap.Error(err))
+		return p.alloc.reallocate(p.ctx)
 	}
 	if err := p.alloc.allocate(p.ctx); err != nil {
 		if errors.Is(err, ErrTURNRealm) && p.refusedRealm != nil {
@@ -100,6 +123,11 @@ func (p *turnProxy) ensureAllocated() error {
 		return err
 	}
 	p.maint.Do(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -151,6 +179,20 @@ func (p *turnProxy) close() {
 	p.cancel()
 	p.wg.Wait()
 	p.alloc.close()
+}
+
+// goServe answers req on its own goroutine, which close waits for.
+func (p *turnProxy) goServe(vc *turnVConn, req *stun.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.serve(vc, req)
+	}()
 }
 
 // handleSTUN takes answers to the proxy's own requests.
@@ -283,7 +325,7 @@ func (p *turnProxy) servePermission(vc *turnVConn, req *stun.Message) (*stun.Mes
 	}
 	for _, peer := range peers {
 		p.route(peer, vc)
-		if _, err := p.alloc.bindChannel(p.ctx, peer); err != nil {
+		if err := p.bind(peer); err != nil {
 			return nil, err
 		}
 	}
@@ -305,11 +347,28 @@ func (p *turnProxy) serveChannelBind(vc *turnVConn, req *stun.Message) (*stun.Me
 		return nil, err
 	}
 	p.route(peer, vc)
-	if _, err := p.alloc.bindChannel(p.ctx, peer); err != nil {
+	if err := p.bind(peer); err != nil {
 		return nil, err
 	}
 	vc.bindVirtual(num, peer)
 	return p.success(req)
+}
+
+// bind binds a real channel to peer; if the relay lost the allocation it
+// is re-created once and the bind retried.
+func (p *turnProxy) bind(peer netip.AddrPort) error {
+	_, err := p.alloc.bindChannel(p.ctx, peer)
+	if !lostAllocation(err) {
+		return err
+	}
+	p.allocMu.Lock()
+	err = p.alloc.check(p.ctx)
+	p.allocMu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = p.alloc.bindChannel(p.ctx, peer)
+	return err
 }
 
 // route makes vc the receiver of peer's data.

@@ -12,7 +12,7 @@ import (
 func relayOnlyShared(c *Config) {
 	c.DisableHostCandidates = true
 	c.DisableSrflxCandidates = true
-	c.SharedTURN = true
+	c.PionTURN = false // the default, spelled out
 }
 
 // TestSharedTURNTwoPeersOneAllocation: alice reaches bob and carol through

@@ -126,7 +126,7 @@ func (c *turnVConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		}
 		switch m.Type.Class {
 		case stun.ClassRequest:
-			go p.serve(c, m)
+			p.goServe(c, m)
 		case stun.ClassIndication:
 			if m.Type.Method != stun.MethodSend {
 				break

@@ -208,7 +208,7 @@ func TestVNetSymmetricNATRelayedSharedTURN(t *testing.T) { testVNetSymmetricNATR
 
 func testVNetSymmetricNATRelayed(t *testing.T, shared bool) {
 	netA, netB, relay := buildNATNet(t, natSymmetric, natPortRestricted)
-	mod := func(c *Config) { c.SharedTURN = shared }
+	mod := func(c *Config) { c.PionTURN = !shared }
 	a := vnetPeer(t, "alice", "10.0.0.1", netA, vnetLANA, relay, mod)
 	b := vnetPeer(t, "bob", "10.0.0.2", netB, vnetLANB, relay, mod)
 	connectPair(t, a, b)
