@@ -38,6 +38,18 @@ func SetAddrs(ifname string, want []netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("listing addresses of %s: %w", ifname, err)
 	}
+	// Add first, remove after: the kernel flushes every IPv4 route of a
+	// device when its last IPv4 address goes, so removing the old address
+	// first would silently drop the routes the session installed.
+	for _, p := range want {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if p.Addr().Is6() {
+			a.Flags = syscall.IFA_F_NODAD
+		}
+		if err := netlink.AddrReplace(l, a); err != nil {
+			return fmt.Errorf("adding %s to %s: %w", p, ifname, err)
+		}
+	}
 	for _, a := range have {
 		ip, ok := netip.AddrFromSlice(a.IP)
 		if !ok || ip.Unmap().IsLinkLocalUnicast() {
@@ -50,15 +62,6 @@ func SetAddrs(ifname string, want []netip.Prefix) error {
 		}
 		if err := netlink.AddrDel(l, &a); err != nil {
 			return fmt.Errorf("removing %s from %s: %w", p, ifname, err)
-		}
-	}
-	for _, p := range want {
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-		if p.Addr().Is6() {
-			a.Flags = syscall.IFA_F_NODAD
-		}
-		if err := netlink.AddrReplace(l, a); err != nil {
-			return fmt.Errorf("adding %s to %s: %w", p, ifname, err)
 		}
 	}
 	return nil
