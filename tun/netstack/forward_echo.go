@@ -117,8 +117,11 @@ func (f *forwarder) echo(pkt []byte) bool {
 	if !f.ping(target, id, seq, data) {
 		return false
 	}
-	f.dev.writeOutbound(buildEchoReply(dst, src, id, seq, data))
+	// Count before handing the reply over: a caller that saw the reply
+	// must also see the counter (TestUserspacePing failed once in CI on
+	// the old order).
 	f.echoReplies.Add(1)
+	f.dev.writeOutbound(buildEchoReply(dst, src, id, seq, data))
 	return true
 }
 
