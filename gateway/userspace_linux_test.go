@@ -12,31 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gozone/gozone/connlib"
 	devportal "github.com/gozone/gozone/examples/portal"
 )
-
-// syncBuf is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serveHTTP starts an HTTP server on 127.0.0.1 answering with tag.
 func serveHTTP(t *testing.T, tag string) uint16 {
@@ -121,7 +102,7 @@ relays: {builtin: {enabled: true}}
 		"FIREZONE_API_URL=" + p.URL(), "FIREZONE_TOKEN=userspace-gateway-token-0123",
 		"FIREZONE_ID=userspace-gw-1", "FIREZONE_NAME=userspace-gw",
 	}
-	var logs syncBuf
+	var logs logBuf
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
