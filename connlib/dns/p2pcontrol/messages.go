@@ -61,11 +61,7 @@ type domainStatusJSON struct {
 // AppendAssignedIPs appends an assigned_ips packet. It insists on what a
 // gateway expects: a UUID, a valid domain, and 4 or 8 valid IPs without zones.
 func AppendAssignedIPs(dst []byte, m AssignedIPs) ([]byte, error) {
-	res, err := normResource(m.Resource)
-	if err != nil {
-		return dst, err
-	}
-	dom, err := normDomain(m.Domain)
+	res, dom, err := normResourceDomain(m.Resource, m.Domain)
 	if err != nil {
 		return dst, err
 	}
@@ -87,11 +83,7 @@ func AppendAssignedIPs(dst []byte, m AssignedIPs) ([]byte, error) {
 
 // AppendDomainStatus appends a domain_status packet.
 func AppendDomainStatus(dst []byte, m DomainStatus) ([]byte, error) {
-	res, err := normResource(m.Resource)
-	if err != nil {
-		return dst, err
-	}
-	dom, err := normDomain(m.Domain)
+	res, dom, err := normResourceDomain(m.Resource, m.Domain)
 	if err != nil {
 		return dst, err
 	}
@@ -112,11 +104,7 @@ func DecodeAssignedIPs(payload []byte) (AssignedIPs, error) {
 	if err := decodeJSON(payload, &j); err != nil {
 		return AssignedIPs{}, err
 	}
-	res, err := normResource(j.Resource)
-	if err != nil {
-		return AssignedIPs{}, malformed(err)
-	}
-	dom, err := normDomain(j.Domain)
+	res, dom, err := normResourceDomain(j.Resource, j.Domain)
 	if err != nil {
 		return AssignedIPs{}, malformed(err)
 	}
@@ -138,11 +126,7 @@ func DecodeDomainStatus(payload []byte) (DomainStatus, error) {
 	if err := decodeJSON(payload, &j); err != nil {
 		return DomainStatus{}, err
 	}
-	res, err := normResource(j.Resource)
-	if err != nil {
-		return DomainStatus{}, malformed(err)
-	}
-	dom, err := normDomain(j.Domain)
+	res, dom, err := normResourceDomain(j.Resource, j.Domain)
 	if err != nil {
 		return DomainStatus{}, malformed(err)
 	}
@@ -201,6 +185,18 @@ func decodeJSON(payload []byte, v any) error {
 }
 
 func malformed(err error) error { return fmt.Errorf("%w: %v", ErrMalformed, err) }
+
+// normResourceDomain normalises the resource id and domain every control
+// message carries (normResource, then normDomain).
+func normResourceDomain(resource, domain string) (res, dom string, err error) {
+	if res, err = normResource(resource); err != nil {
+		return "", "", err
+	}
+	if dom, err = normDomain(domain); err != nil {
+		return "", "", err
+	}
+	return res, dom, nil
+}
 
 // normResource checks a UUID in 8-4-4-4-12 hex form and lower-cases it.
 func normResource(s string) (string, error) {
