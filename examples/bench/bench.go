@@ -26,6 +26,10 @@ type config struct {
 	MTU      int           // tunnel MTU of raw wireguard-go (gozone uses 1280)
 	WGBin    string        // prebuilt wireguard-go; empty: build from go.mod
 	SetupN   int           // connection set-up probes
+	// Paths, when not empty, are the only paths measured (--paths).
+	Paths []string
+	// SkipSetup skips the connection set-up probes (--setup=false).
+	SkipSetup bool
 }
 
 func defaultConfig(short bool) config {
@@ -100,21 +104,24 @@ type setupResult struct {
 }
 
 type report struct {
-	Mode       string         `json:"mode"`
-	Started    time.Time      `json:"started"`
-	ElapsedS   float64        `json:"elapsed_s"`
-	DurationS  float64        `json:"run_duration_s"`
-	Rounds     int            `json:"rounds"`
-	UDPRate    string         `json:"udp_rate"`
-	TunnelMTU  int            `json:"tunnel_mtu"`
-	CPUs       int            `json:"cpus"`
-	Kernel     string         `json:"kernel"`
-	Tests      []test         `json:"tests"`
-	Paths      []*benchPath   `json:"paths"`
-	Results    []*cell        `json:"results"`
-	Setup      []*setupResult `json:"setup"`
-	Problems   []string       `json:"problems,omitempty"`
-	StealTotal float64        `json:"steal_percent_whole_run"`
+	Mode      string         `json:"mode"`
+	Started   time.Time      `json:"started"`
+	ElapsedS  float64        `json:"elapsed_s"`
+	DurationS float64        `json:"run_duration_s"`
+	Rounds    int            `json:"rounds"`
+	UDPRate   string         `json:"udp_rate"`
+	TunnelMTU int            `json:"tunnel_mtu"`
+	CPUs      int            `json:"cpus"`
+	Kernel    string         `json:"kernel"`
+	Tests     []test         `json:"tests"`
+	Paths     []*benchPath   `json:"paths"`
+	Results   []*cell        `json:"results"`
+	Setup     []*setupResult `json:"setup"`
+	// SetupSkipped: --setup=false; PathsSelected: --paths (empty: all).
+	SetupSkipped  bool     `json:"setup_skipped,omitempty"`
+	PathsSelected []string `json:"paths_selected,omitempty"`
+	Problems      []string `json:"problems,omitempty"`
+	StealTotal    float64  `json:"steal_percent_whole_run"`
 }
 
 // run builds the topologies, brings up every available path and measures.
@@ -131,7 +138,7 @@ func run(t testing.TB, cfg config) (*report, error) {
 	rep := &report{
 		Mode: "full", Started: time.Now().UTC(), DurationS: cfg.Duration.Seconds(), Rounds: cfg.Rounds,
 		UDPRate: cfg.UDPRate, TunnelMTU: cfg.MTU, CPUs: runtime.NumCPU(), Kernel: kernel(),
-		Tests: tests(cfg.UDPRate),
+		Tests: tests(cfg.UDPRate), SetupSkipped: cfg.SkipSetup, PathsSelected: cfg.Paths,
 	}
 	if cfg.Short {
 		rep.Mode = "short"
@@ -143,35 +150,46 @@ func run(t testing.TB, cfg config) (*report, error) {
 		return nil, err
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	wgBin := cfg.WGBin
-	if wgBin == "" {
-		if wgBin, err = buildWireGuardGo(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
 
 	// Topology A: client behind an endpoint-independent NAT, gateway with a
 	// routed (public) address, so raw wireguard-go can reach it without hole
-	// punching. No delay, no loss.
-	tpA := topo.Build(t, topo.Options{ClientNAT: topo.NATEndpointIndependent, GatewayNAT: topo.NATNone})
-	if err := errors.Join(startIperfServer(tpA.Gateway), startIperfServer(tpA.Resource)); err != nil {
-		return nil, err
+	// punching. No delay, no loss. Built when a path on it runs (veth,
+	// raw wireguard-go; the latter also for its set-up probes).
+	var tpA *topo.Topology
+	var wg *wgPair
+	if cfg.selected(pathWireGuard) || cfg.selected(pathVeth) {
+		tpA = topo.Build(t, topo.Options{ClientNAT: topo.NATEndpointIndependent, GatewayNAT: topo.NATNone})
+		if err := errors.Join(startIperfServer(tpA.Gateway), startIperfServer(tpA.Resource)); err != nil {
+			return nil, err
+		}
 	}
-	veth := &benchPath{Name: "veth", Available: true, from: tpA.Client, to: tpA.Gateway.IPv4,
-		Desc: "no tunnel: client → NAT → internet → gateway's address (the underlay the tunnels use)"}
-	wg, err := setupRawWG(tpA, wgBin, cfg.MTU)
-	if err != nil {
-		return nil, fmt.Errorf("raw wireguard-go: %w", err)
+	if cfg.selected(pathWireGuard) {
+		wgBin := cfg.WGBin
+		if wgBin == "" {
+			if wgBin, err = buildWireGuardGo(ctx, dir); err != nil {
+				return nil, err
+			}
+		}
+		if wg, err = setupRawWG(tpA, wgBin, cfg.MTU); err != nil {
+			return nil, fmt.Errorf("raw wireguard-go: %w", err)
+		}
+		rep.Paths = append(rep.Paths, &benchPath{Name: pathWireGuard, Available: true, from: tpA.Client, to: tpA.Resource.IPv4,
+			Desc:  fmt.Sprintf("raw wireguard-go point-to-point (MTU %d): client → gateway → resource", cfg.MTU),
+			procs: []namedPid{{"wireguard-go client", wg.client.proc.Pid()}, {"wireguard-go gateway", wg.gateway.proc.Pid()}}})
 	}
-	wgPath := &benchPath{Name: "wireguard-go", Available: true, from: tpA.Client, to: tpA.Resource.IPv4,
-		Desc:  fmt.Sprintf("raw wireguard-go point-to-point (MTU %d): client → gateway → resource", cfg.MTU),
-		procs: []namedPid{{"wireguard-go client", wg.client.proc.Pid()}, {"wireguard-go gateway", wg.gateway.proc.Pid()}}}
-	rep.Paths = []*benchPath{wgPath, veth}
+	if cfg.selected(pathVeth) {
+		rep.Paths = append(rep.Paths, &benchPath{Name: pathVeth, Available: true, from: tpA.Client, to: tpA.Gateway.IPv4,
+			Desc: "no tunnel: client → NAT → internet → gateway's address (the underlay the tunnels use)"})
+	}
 
 	root := moduleRoot()
 	missing := gozoneMissing(root)
+	wantGozone := false
+	for _, g := range gozonePathNames {
+		wantGozone = wantGozone || cfg.selected(g.name)
+	}
 	var bins gozoneBins
-	if missing == "" {
+	if missing == "" && wantGozone {
 		if bins, err = buildGozone(ctx, root, dir); err != nil {
 			missing = "not available: " + err.Error()
 			rep.Problems = append(rep.Problems, missing)
@@ -179,6 +197,9 @@ func run(t testing.TB, cfg config) (*report, error) {
 	}
 	var direct *gozoneDeploy // for the set-up time
 	for _, g := range gozonePathNames {
+		if !cfg.selected(g.name) {
+			continue
+		}
 		p := &benchPath{Name: g.name, Desc: g.desc, Note: missing}
 		rep.Paths = append(rep.Paths, p)
 		if missing != "" {
@@ -233,7 +254,7 @@ func run(t testing.TB, cfg config) (*report, error) {
 			}
 		}
 		for _, c := range cells {
-			summarize(c, cells["wireguard-go"], tc.UDP)
+			summarize(c, cells[pathWireGuard], tc.UDP)
 		}
 	}
 	for _, p := range avail {
@@ -246,39 +267,11 @@ func run(t testing.TB, cfg config) (*report, error) {
 		}
 	}
 
-	// Connection set-up: raw wireguard-go as the reference (handshake + one
-	// round trip), gozone direct when it exists.
-	echo := netip.AddrPortFrom(tpA.Resource.IPv4, 7)
-	if err := tpA.Resource.UDPSourceEcho(echo); err != nil {
-		return rep, err
-	}
-	ds, err := wg.setupTimes(ctx, tpA.Client, echo, cfg.SetupN)
-	sr := &setupResult{Path: "wireguard-go", What: "new peer: first UDP packet → first reply (handshake + 1 RTT)", N: len(ds)}
-	for _, d := range ds {
-		sr.AllMs = append(sr.AllMs, float64(d.Microseconds())/1000)
-	}
-	sr.MedianMs = median(sr.AllMs)
-	if err != nil {
-		sr.Note = err.Error()
-		rep.Problems = append(rep.Problems, "wireguard-go set-up: "+err.Error())
-	}
-	rep.Setup = append(rep.Setup, sr)
-	gs := &setupResult{Path: "gozone-direct", What: "client restarted: first packet → first reply on a fresh connection", Note: missing}
-	if direct != nil {
-		ds, err := direct.setupTimes(ctx, cfg.SetupN)
-		gs.N, gs.Note = len(ds), ""
-		for _, d := range ds {
-			gs.AllMs = append(gs.AllMs, float64(d.Microseconds())/1000)
+	if !cfg.SkipSetup {
+		if err := measureSetup(ctx, rep, cfg, tpA, wg, direct, missing); err != nil {
+			return rep, err
 		}
-		gs.MedianMs = median(gs.AllMs)
-		if err != nil {
-			gs.Note = err.Error()
-			rep.Problems = append(rep.Problems, "gozone set-up: "+err.Error())
-		}
-	} else if missing == "" {
-		gs.Note = "no gozone direct path came up"
 	}
-	rep.Setup = append(rep.Setup, gs)
 
 	stealEnd, _ := readCPUTimes()
 	rep.StealTotal = stealPercent(stealStart, stealEnd)
@@ -334,6 +327,9 @@ func summarize(c, wg *cell, udp bool) {
 		}
 		gbps = append(gbps, r.Gbps)
 		loss = append(loss, r.LostPercent)
+		if wg == nil {
+			continue
+		}
 		for _, w := range wg.Runs {
 			if w.Round == r.Round && w.Error == "" && w.Gbps > 0 {
 				ratios = append(ratios, r.Gbps/w.Gbps)

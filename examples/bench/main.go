@@ -15,6 +15,7 @@
 //	go run ./examples/bench            # full mode, under 5 minutes
 //	go run ./examples/bench --short    # each path briefly; exit 1 if one carries nothing
 //	go run ./examples/bench --json     # one JSON object with every figure
+//	go run ./examples/bench --paths wireguard-go,gozone-relayed --setup=false
 //
 // gozone's own paths (direct with 1 and 2 gateway TUN queues, relayed, each
 // with the development portal and its TURN relay; see gozone.go) are built
@@ -31,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -42,6 +44,8 @@ func main() {
 	udpRate := flag.String("udp-rate", "100M", "iperf3 -b for the UDP loss test")
 	mtu := flag.Int("mtu", 1280, "raw wireguard-go tunnel MTU (gozone's is 1280)")
 	wgBin := flag.String("wireguard-go", "", "prebuilt wireguard-go binary (default: build golang.zx2c4.com/wireguard from go.mod)")
+	paths := flag.String("paths", "", "comma-separated paths to run, e.g. gozone-direct-q1,gozone-relayed (default: all: "+strings.Join(allPathNames(), ", ")+"); ratios need wireguard-go")
+	setup := flag.Bool("setup", true, "run the connection set-up probes (--setup=false skips them)")
 	flag.Parse()
 
 	cfg := defaultConfig(*short)
@@ -52,6 +56,12 @@ func main() {
 		cfg.Rounds = *rounds
 	}
 	cfg.UDPRate, cfg.MTU, cfg.WGBin = *udpRate, *mtu, *wgBin
+	var err error
+	if cfg.Paths, err = parsePaths(*paths); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(2)
+	}
+	cfg.SkipSetup = !*setup
 	os.Exit(mainRun(cfg, *asJSON))
 }
 

@@ -74,7 +74,12 @@ func printTable(w io.Writer, rep *report) {
 		}
 	}
 
-	fmt.Fprintln(w, "\nconnection set-up:")
+	switch {
+	case rep.SetupSkipped:
+		fmt.Fprintln(w, "\nconnection set-up: skipped (--setup=false)")
+	case len(rep.Setup) > 0:
+		fmt.Fprintln(w, "\nconnection set-up:")
+	}
 	for _, s := range rep.Setup {
 		if s.N == 0 {
 			fmt.Fprintf(w, "  %-18s %s\n", s.Path, s.Note)
