@@ -49,6 +49,8 @@ type benchPath struct {
 	// CPUSecondsPerGB: CPU time (user+system) of each process of the path
 	// per GB received by iperf3, over all runs of the path.
 	CPUSecondsPerGB map[string]float64 `json:"cpu_seconds_per_gb,omitempty"`
+	// TCPRetransmits: per TCP test, the retransmits summed over its runs.
+	TCPRetransmits map[string]int64 `json:"tcp_retransmits,omitempty"`
 
 	from *topo.Host
 	to   netip.Addr
@@ -91,6 +93,10 @@ type cell struct {
 	// MedianRatioVsWG is the median over rounds of this path's figure
 	// divided by raw wireguard-go's in the same round.
 	MedianRatioVsWG *float64 `json:"median_ratio_vs_wireguard_go,omitempty"`
+	// Retransmits (TCP tests): sum over the successful runs, and per GB
+	// received by iperf3.
+	Retransmits      *int64   `json:"retransmits,omitempty"`
+	RetransmitsPerGB *float64 `json:"retransmits_per_gb,omitempty"`
 }
 
 // setupResult is a connection set-up time measurement.
@@ -121,7 +127,9 @@ type report struct {
 	SetupSkipped  bool     `json:"setup_skipped,omitempty"`
 	PathsSelected []string `json:"paths_selected,omitempty"`
 	Problems      []string `json:"problems,omitempty"`
-	StealTotal    float64  `json:"steal_percent_whole_run"`
+	// QueueCompare: gozone-direct-q2 vs -q1 per TCP test (both must run).
+	QueueCompare []queueCompare `json:"tun_queues_q2_vs_q1,omitempty"`
+	StealTotal   float64        `json:"steal_percent_whole_run"`
 }
 
 // run builds the topologies, brings up every available path and measures.
@@ -253,8 +261,12 @@ func run(t testing.TB, cfg config) (*report, error) {
 				cells[p.Name].Runs = append(cells[p.Name].Runs, rec)
 			}
 		}
-		for _, c := range cells {
+		for _, p := range rep.Paths {
+			c := cells[p.Name]
 			summarize(c, cells[pathWireGuard], tc.UDP)
+			if !tc.UDP {
+				summarizeRetransmits(c, p)
+			}
 		}
 	}
 	for _, p := range avail {
@@ -273,6 +285,7 @@ func run(t testing.TB, cfg config) (*report, error) {
 		}
 	}
 
+	rep.QueueCompare = compareQueues(rep)
 	stealEnd, _ := readCPUTimes()
 	rep.StealTotal = stealPercent(stealStart, stealEnd)
 	rep.ElapsedS = time.Since(rep.Started).Seconds()

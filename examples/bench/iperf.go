@@ -42,9 +42,12 @@ func tests(udpRate string) []test {
 
 // iperfResult is what the bench keeps of one iperf3 run.
 type iperfResult struct {
-	Gbps        float64 `json:"gbps"` // received
-	Bytes       uint64  `json:"bytes"`
-	Retransmits int64   `json:"retransmits,omitempty"`
+	Gbps  float64 `json:"gbps"` // received
+	Bytes uint64  `json:"bytes"`
+	// Retransmits is the TCP sender's count (iperf3's
+	// end.sum_sent.retransmits; with -R the server's, which iperf3 passes
+	// back). nil for UDP, or when iperf3 did not report one.
+	Retransmits *int64  `json:"retransmits,omitempty"`
 	LostPercent float64 `json:"lost_percent,omitempty"`
 	Packets     int64   `json:"packets,omitempty"`
 }
@@ -56,7 +59,7 @@ type iperfJSON struct {
 		SumSent struct {
 			Bytes       uint64  `json:"bytes"`
 			BPS         float64 `json:"bits_per_second"`
-			Retransmits int64   `json:"retransmits"`
+			Retransmits *int64  `json:"retransmits"`
 		} `json:"sum_sent"`
 		SumReceived struct {
 			Bytes uint64  `json:"bytes"`

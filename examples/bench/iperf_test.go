@@ -5,7 +5,7 @@ import "testing"
 func TestParseIperf(t *testing.T) {
 	tcp := `{"end":{"sum_sent":{"bytes":100,"bits_per_second":8e8,"retransmits":3},"sum_received":{"bytes":90,"bits_per_second":7.2e8}}}`
 	r, err := parseIperf([]byte(tcp), false)
-	if err != nil || r.Gbps != 0.72 || r.Bytes != 90 || r.Retransmits != 3 {
+	if err != nil || r.Gbps != 0.72 || r.Bytes != 90 || r.Retransmits == nil || *r.Retransmits != 3 {
 		t.Fatalf("tcp: %+v %v", r, err)
 	}
 	udp := `{"end":{"sum":{"bytes":1000,"bits_per_second":1e9,"lost_packets":25,"packets":100,"lost_percent":25}}}`

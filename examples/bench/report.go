@@ -25,7 +25,7 @@ func printTable(w io.Writer, rep *report) {
 	for r := 0; r < rep.Rounds; r++ {
 		hdr = append(hdr, fmt.Sprintf("round %d", r+1))
 	}
-	hdr = append(hdr, "median", "×wireguard-go")
+	hdr = append(hdr, "median", "×wireguard-go", "TCP retransmits")
 	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
 	for _, c := range rep.Results {
 		if !c.Available {
@@ -43,7 +43,7 @@ func printTable(w io.Writer, rep *report) {
 		if c.MedianRatioVsWG != nil {
 			ratio = fmt.Sprintf("%.2f", *c.MedianRatioVsWG)
 		}
-		row = append(row, med, ratio)
+		row = append(row, med, ratio, retransmitCell(c, rep.Rounds))
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
@@ -52,6 +52,8 @@ func printTable(w io.Writer, rep *report) {
 			fmt.Fprintf(w, "%-12s %-18s %s\n", "(all tests)", p.Name, p.Note)
 		}
 	}
+
+	printQueueCompare(w, rep.QueueCompare)
 
 	fmt.Fprintln(w, "\nCPU seconds per GB received (user+system of each process):")
 	for _, p := range rep.Paths {
