@@ -6,7 +6,8 @@
 // Flags and environment follow Firezone's headless client (reference §6.2).
 // Exit status: 0 after an orderly shutdown (or --exit once the tunnel is
 // up, --check once the configuration is valid), 1 on any fatal error, with
-// one line saying why on stderr.
+// one line saying why on stderr. GOZONE_CPU_PROFILE=FILE writes a pprof CPU
+// profile (internal/cli).
 package main
 
 import (
@@ -50,10 +51,19 @@ func main() {
 func run(args []string, stderr io.Writer) int {
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stderr, "\n"+cli.CPUProfileHelp)
 		return 0
 	}
 	if err == nil {
-		err = runClient(cfg, stderr)
+		// Debugging aid (cli.CPUProfileHelp): stopped, and so flushed, on
+		// every return, the orderly SIGINT/SIGTERM shutdown included.
+		var prof *cli.CPUProfile
+		if prof, err = cli.StartCPUProfileFromEnv(nil); err == nil {
+			err = runClient(cfg, stderr)
+			if perr := prof.Stop(); perr != nil {
+				fmt.Fprintf(stderr, "gozone-client: writing the CPU profile: %v\n", perr)
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gozone-client: %v\n", err)

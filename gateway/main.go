@@ -5,6 +5,7 @@
 // It is thin: flags and environment → OS setup (TUN, optional nftables
 // masquerade) → connlib.Gateway.Run. Fatal errors print one line and exit
 // 1; SIGINT/SIGTERM send goodbye to every client and exit 0.
+// GOZONE_CPU_PROFILE=FILE writes a pprof CPU profile (internal/cli).
 package main
 
 import (
@@ -35,6 +36,7 @@ func run(args []string, stderr io.Writer) int {
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		if errors.Is(err, errHelp) {
+			fmt.Fprintln(stderr, "\n"+cli.CPUProfileHelp)
 			return 0
 		}
 		return fail("%v", err)
@@ -44,6 +46,13 @@ func run(args []string, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer log.Sync() //nolint:errcheck
+	// Debugging aid (cli.CPUProfileHelp); stopped, and so flushed, on every
+	// return, the orderly SIGINT/SIGTERM shutdown included.
+	prof, err := cli.StartCPUProfileFromEnv(log)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer prof.Stop() //nolint:errcheck // Stop logs its error
 	if !o.noCheck && !o.userspace {
 		exe, _ := os.Executable()
 		if err := cli.CheckNetAdmin(exe); err != nil {
