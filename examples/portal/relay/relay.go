@@ -1,3 +1,12 @@
+// Package relay is the development portal's built-in TURN relay: a TURN
+// server (the RFC 8656 subset Firezone's relay implements, plus Send/Data
+// indications and CreatePermission for pion's TURN client) that
+// authenticates with Firezone's relay credential scheme (reference §5),
+// and the functions that mint those credentials.
+//
+// The data plane is batched: one reader goroutine per socket with
+// recvmmsg, forwarding with sendmmsg, ChannelData framed in place (see
+// dataplane.go). The control plane (control.go) uses pion/stun.
 package relay
 
 import (
@@ -5,12 +14,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/turn/v3"
 	"go.uber.org/zap"
 )
 
@@ -30,7 +40,8 @@ type Config struct {
 	ListenAddr string
 	// PublicIP is the address written into allocations (XOR-RELAYED-ADDRESS)
 	// and handed to devices. Required when ListenAddr has a wildcard IP;
-	// otherwise the listen IP is used.
+	// otherwise the listen IP is used. Its family is the family of every
+	// allocation.
 	PublicIP netip.Addr
 	// MinPort and MaxPort bound the allocation ports (inclusive). Default
 	// 49152–65535.
@@ -38,32 +49,61 @@ type Config struct {
 	// Secret is the relay secret the passwords are derived from (hex text).
 	// Default: 32 random bytes.
 	Secret string
-	// Now is the clock for credential expiry. Default time.Now.
+	// Now is the clock for credential expiry, nonces and lifetimes
+	// (allocations, permissions, channels). Default time.Now.
 	Now func() time.Time
+	// OneAllocationPerUser makes a new ALLOCATE delete any older allocation
+	// of the same username, as Firezone's relay does to clean up after a
+	// roaming device. Off by default: the dev portal's external relays
+	// hand every device the same static username, and pion's per-agent
+	// TURN clients (snownet's Config.PionTURN) allocate once per peer.
+	OneAllocationPerUser bool
 	// Logger; nil means no logging.
 	Logger *zap.Logger
 }
 
 // Server is a running TURN relay. Allocations live 600 s by default and at
-// most 3600 s, channel bindings 600 s (pion's RFC 5766 values, which match
-// Firezone's relay). Differences from Firezone's relay: pion does not
-// delete an older allocation of the same username, and has no 300 s channel
-// rebind cooldown.
+// most 3600 s, permissions 300 s, channel bindings 600 s, and an expired
+// channel number stays reserved for its old peer for 300 s.
 //
-// Methods are safe for concurrent use; Close stops the relay and frees every
-// allocation.
+// Methods are safe for concurrent use; Close stops the relay, frees every
+// allocation and returns once all its goroutines have ended.
 type Server struct {
-	cfg     Config
-	conn    net.PacketConn
-	turn    *turn.Server
-	addr    netip.AddrPort // the address devices use
-	refused atomic.Uint64
-	logs    *logGate
+	cfg    Config
+	main   *sock
+	addr   netip.AddrPort // the address devices use
+	public netip.Addr
+	bindIP netip.Addr // allocation sockets bind here
+	nonces nonces
+
+	mu       sync.Mutex
+	byClient map[netip.AddrPort]*allocation
+	byUser   map[string]*allocation
+	ports    map[uint16]bool
+	closed   bool
+	clients  atomic.Pointer[map[netip.AddrPort]*allocation] // snapshot of byClient for the data plane
+
+	refused     atomic.Uint64
+	dropped     atomic.Uint64
+	toPeers     atomic.Uint64
+	toClients   atomic.Uint64
+	indications atomic.Uint64
+
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // ErrPublicIPRequired is returned by New when the relay listens on a
 // wildcard address and no PublicIP is configured.
 var ErrPublicIPRequired = errors.New("relay: public IP required when listening on a wildcard address")
+
+// ErrNoPorts is the cause of 508 Insufficient Capacity: no free port in
+// the allocation range.
+var ErrNoPorts = errors.New("relay: no free allocation port")
+
+// janitorInterval is how often expired allocations, permissions and
+// channels are removed.
+const janitorInterval = time.Second
 
 // New starts a relay.
 func New(cfg Config) (*Server, error) {
@@ -92,13 +132,17 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.Secret = hex.EncodeToString(b[:])
 	}
-	conn, err := net.ListenPacket("udp", cfg.ListenAddr)
+	ua, err := net.ResolveUDPAddr("udp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("relay: listen: %w", err)
+	}
+	conn, err := net.ListenUDP("udp", ua)
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen: %w", err)
 	}
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	bindIP := local.Addr().Unmap()
-	public := cfg.PublicIP
+	public := cfg.PublicIP.Unmap()
 	if !public.IsValid() {
 		if bindIP.IsUnspecified() {
 			conn.Close()
@@ -106,50 +150,133 @@ func New(cfg Config) (*Server, error) {
 		}
 		public = bindIP
 	}
-	s := &Server{cfg: cfg, conn: conn, addr: netip.AddrPortFrom(public.Unmap(), local.Port()), logs: &logGate{}}
-	bindAddr := bindIP.String()
 	if bindIP.IsUnspecified() {
-		bindAddr = "0.0.0.0"
+		bindIP = netip.IPv4Unspecified()
+		if public.Is6() {
+			bindIP = netip.IPv6Unspecified()
+		}
 	}
-	s.turn, err = turn.NewServer(turn.ServerConfig{
-		Realm:         Realm,
-		AuthHandler:   s.auth,
-		LoggerFactory: zapFactory{cfg.Logger, s.logs},
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: conn,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorPortRange{
-				RelayAddress: net.IP(public.Unmap().AsSlice()),
-				Address:      bindAddr,
-				MinPort:      cfg.MinPort,
-				MaxPort:      cfg.MaxPort,
-			},
-		}},
-	})
+	main, err := newSock(conn)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("relay: %w", err)
 	}
+	main.setBuffers(sockBufSize)
+	s := &Server{cfg: cfg, main: main, addr: netip.AddrPortFrom(public, local.Port()), public: public, bindIP: bindIP,
+		byClient: map[netip.AddrPort]*allocation{}, byUser: map[string]*allocation{}, ports: map[uint16]bool{},
+		stop: make(chan struct{})}
+	if _, err := rand.Read(s.nonces.key[:]); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s.clients.Store(&map[netip.AddrPort]*allocation{})
+	s.wg.Add(2)
+	go s.clientLoop()
+	go s.janitor()
 	cfg.Logger.Info("relay listening", zap.Stringer("listen", local), zap.Stringer("public", s.addr),
 		zap.Uint16("min_port", cfg.MinPort), zap.Uint16("max_port", cfg.MaxPort))
 	return s, nil
 }
 
-// auth recomputes the password from the username; pion then checks
-// MESSAGE-INTEGRITY with MD5(username:realm:password).
-func (s *Server) auth(username, realm string, src net.Addr) ([]byte, bool) {
-	if realm != Realm {
-		s.refused.Add(1)
-		return nil, false
+// openRelaySocket binds a free port of the range: random tries first, then
+// a scan, so a nearly full range still finds its last port. Server.mu held.
+func (s *Server) openRelaySocket() (*sock, uint16, error) {
+	span := int(s.cfg.MaxPort) - int(s.cfg.MinPort) + 1
+	try := func(port uint16) *sock {
+		if s.ports[port] {
+			return nil
+		}
+		network := "udp4"
+		if s.bindIP.Is6() {
+			network = "udp6"
+		}
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.bindIP, port)))
+		if err != nil {
+			return nil
+		}
+		sk, err := newSock(c)
+		if err != nil {
+			c.Close()
+			return nil
+		}
+		sk.setBuffers(sockBufSize)
+		return sk
 	}
-	pw, err := Password(s.cfg.Secret, username, s.cfg.Now())
-	if err != nil {
-		s.refused.Add(1)
-		s.logs.do(func() {
-			s.cfg.Logger.Debug("relay refused credentials", zap.Stringer("from", src), zap.Error(err))
-		})
-		return nil, false
+	for i := 0; i < 32 && i < span; i++ {
+		r, err := rand.Int(rand.Reader, big.NewInt(int64(span)))
+		if err != nil {
+			break
+		}
+		port := uint16(int(s.cfg.MinPort) + int(r.Int64()))
+		if sk := try(port); sk != nil {
+			return sk, port, nil
+		}
 	}
-	return turn.GenerateAuthKey(username, realm, pw), true
+	for p := int(s.cfg.MinPort); p <= int(s.cfg.MaxPort); p++ {
+		if sk := try(uint16(p)); sk != nil {
+			return sk, uint16(p), nil
+		}
+	}
+	return nil, 0, ErrNoPorts
+}
+
+// addLocked registers a and starts its reader. Server.mu held.
+func (s *Server) addLocked(a *allocation) {
+	s.byClient[a.client] = a
+	s.byUser[a.username] = a
+	s.ports[a.relayed.Port()] = true
+	s.publishClients()
+	s.wg.Add(1)
+	go s.peerLoop(a)
+}
+
+// removeLocked deletes a and closes its socket (which ends its reader).
+// Server.mu held.
+func (s *Server) removeLocked(a *allocation) {
+	if a.closed {
+		return
+	}
+	a.closed = true
+	delete(s.byClient, a.client)
+	if s.byUser[a.username] == a {
+		delete(s.byUser, a.username)
+	}
+	delete(s.ports, a.relayed.Port())
+	s.publishClients()
+	a.sock.conn.Close()
+}
+
+func (s *Server) publishClients() {
+	m := make(map[netip.AddrPort]*allocation, len(s.byClient))
+	for k, v := range s.byClient {
+		m[k] = v
+	}
+	s.clients.Store(&m)
+}
+
+// janitor expires allocations, permissions and channels.
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	t := time.NewTicker(janitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		s.mu.Lock()
+		for _, a := range s.byClient {
+			if !now.Before(a.expires) {
+				s.cfg.Logger.Debug("relay allocation expired", zap.Stringer("client", a.client))
+				s.removeLocked(a)
+				continue
+			}
+			a.expire(now)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Addr is the address devices use (public IP, listen port).
@@ -164,17 +291,50 @@ func (s *Server) Credentials(publicKey string, expiresUnix int64) (username, pas
 }
 
 // AllocationCount is the number of live allocations.
-func (s *Server) AllocationCount() int { return s.turn.AllocationCount() }
+func (s *Server) AllocationCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byClient)
+}
 
-// Refused counts credential checks that failed before MESSAGE-INTEGRITY
-// (malformed, expired, wrong realm). Forged passwords fail inside pion and
-// are not counted here.
+// Refused counts failed authentications: malformed, expired or forged
+// usernames, another realm, a wrong MESSAGE-INTEGRITY.
 func (s *Server) Refused() uint64 { return s.refused.Load() }
 
-// Close stops the relay. pion's goroutines may still be winding down when
-// it returns, but they no longer log.
+// Stats are the relay's packet counters.
+type Stats struct {
+	ToPeers     uint64 // ChannelData payloads relayed client → peer
+	ToClients   uint64 // peer datagrams relayed to clients as ChannelData
+	Indications uint64 // Send indications relayed and Data indications sent
+	// Dropped counts datagrams dropped: neither STUN nor ChannelData,
+	// undecodable, ChannelData of an unknown client or channel, peer
+	// datagrams without permission, oversized, or refused by the kernel.
+	Dropped uint64
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{ToPeers: s.toPeers.Load(), ToClients: s.toClients.Load(), Indications: s.indications.Load(),
+		Dropped: s.dropped.Load()}
+}
+
+// Dropped is Stats().Dropped.
+func (s *Server) Dropped() uint64 { return s.dropped.Load() }
+
+// Close stops the relay and waits for its goroutines.
 func (s *Server) Close() error {
-	err := s.turn.Close()
-	s.logs.close()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for _, a := range s.byClient {
+		s.removeLocked(a)
+	}
+	close(s.stop)
+	err := s.main.conn.Close()
+	s.mu.Unlock()
+	s.wg.Wait()
 	return err
 }
