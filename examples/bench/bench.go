@@ -30,6 +30,9 @@ type config struct {
 	Paths []string
 	// SkipSetup skips the connection set-up probes (--setup=false).
 	SkipSetup bool
+	// ProfileDir, when set, receives CPU profiles of every gozone
+	// gateway and client (--profile; see profile.go).
+	ProfileDir string
 }
 
 func defaultConfig(short bool) config {
@@ -51,6 +54,8 @@ type benchPath struct {
 	CPUSecondsPerGB map[string]float64 `json:"cpu_seconds_per_gb,omitempty"`
 	// TCPRetransmits: per TCP test, the retransmits summed over its runs.
 	TCPRetransmits map[string]int64 `json:"tcp_retransmits,omitempty"`
+	// Profiles: "gateway"/"client" → CPU profile file (--profile).
+	Profiles map[string]string `json:"cpu_profiles,omitempty"`
 
 	from *topo.Host
 	to   netip.Addr
@@ -130,6 +135,9 @@ type report struct {
 	// QueueCompare: gozone-direct-q2 vs -q1 per TCP test (both must run).
 	QueueCompare []queueCompare `json:"tun_queues_q2_vs_q1,omitempty"`
 	StealTotal   float64        `json:"steal_percent_whole_run"`
+	// ProfileDir and ProfileNote (what the profiles cover): --profile.
+	ProfileDir  string `json:"cpu_profile_dir,omitempty"`
+	ProfileNote string `json:"cpu_profile_note,omitempty"`
 }
 
 // run builds the topologies, brings up every available path and measures.
@@ -204,6 +212,7 @@ func run(t testing.TB, cfg config) (*report, error) {
 		}
 	}
 	var direct *gozoneDeploy // for the set-up time
+	var profiled []profiledDeploy
 	for _, g := range gozonePathNames {
 		if !cfg.selected(g.name) {
 			continue
@@ -217,7 +226,11 @@ func run(t testing.TB, cfg config) (*report, error) {
 		if err := startIperfServer(tp.Resource); err != nil {
 			return nil, err
 		}
-		d, err := deployGozone(ctx, tp, bins, dir, g.tunThreads)
+		var profGW, profCL string
+		if cfg.ProfileDir != "" {
+			profGW, profCL = profileFiles(cfg.ProfileDir, g.name)
+		}
+		d, err := deployGozone(ctx, tp, bins, dir, g.tunThreads, profGW, profCL)
 		if err != nil {
 			p.Note = "failed to come up: " + err.Error()
 			rep.Problems = append(rep.Problems, g.name+": "+p.Note)
@@ -228,6 +241,13 @@ func run(t testing.TB, cfg config) (*report, error) {
 		if direct == nil && !g.relayed {
 			direct = d
 		}
+		if cfg.ProfileDir != "" {
+			profiled = append(profiled, profiledDeploy{path: p, d: d})
+		}
+	}
+	if cfg.ProfileDir != "" {
+		rep.ProfileDir = cfg.ProfileDir
+		rep.ProfileNote = "the throughput runs only: SIGUSR2 before the first run and after the last"
 	}
 
 	var avail []*benchPath
@@ -237,6 +257,7 @@ func run(t testing.TB, cfg config) (*report, error) {
 			avail = append(avail, p)
 		}
 	}
+	rep.Problems = append(rep.Problems, signalProfiles(profiled)...) // start
 	for _, tc := range rep.Tests {
 		cells := map[string]*cell{}
 		for _, p := range rep.Paths {
@@ -279,12 +300,17 @@ func run(t testing.TB, cfg config) (*report, error) {
 		}
 	}
 
+	rep.Problems = append(rep.Problems, signalProfiles(profiled)...) // write
+
 	if !cfg.SkipSetup {
 		if err := measureSetup(ctx, rep, cfg, tpA, wg, direct, missing); err != nil {
 			return rep, err
 		}
 	}
 
+	if len(profiled) > 0 {
+		finishProfiles(ctx, rep, profiled, bins, cfg.ProfileDir)
+	}
 	rep.QueueCompare = compareQueues(rep)
 	stealEnd, _ := readCPUTimes()
 	rep.StealTotal = stealPercent(stealStart, stealEnd)

@@ -117,6 +117,9 @@ type gozoneDeploy struct {
 	portal, gateway, client *topo.Proc
 	portalLog, gwLog, clLog *tailBuf
 	echo                    netip.AddrPort
+	// profiledClientPid is the first client's pid when it writes a CPU
+	// profile (--profile; restarted clients do not).
+	profiledClientPid int
 }
 
 // portalConfig is the development portal's configuration: one site, one
@@ -150,7 +153,10 @@ func gozoneEnv(tp *topo.Topology, token, name string, extra ...string) []string 
 	return append(env, extra...)
 }
 
-func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir string, tunThreads int) (*gozoneDeploy, error) {
+// deployGozone starts portal, gateway and client on tp. profGW and profCL,
+// when not empty, are the CPU profile files of the gateway and of the
+// first client (see profile.go).
+func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir string, tunThreads int, profGW, profCL string) (*gozoneDeploy, error) {
 	d := &gozoneDeploy{tp: tp, bins: bins, portalLog: &tailBuf{}, gwLog: &tailBuf{}, clLog: &tailBuf{},
 		echo: netip.AddrPortFrom(tp.Resource.IPv4, echoPort)}
 	gwToken, clToken := "gw-bench-"+randHex(12), "client-bench-"+randHex(12)
@@ -174,13 +180,23 @@ func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir s
 	}
 	cmd = exec.Command(bins.gateway)
 	cmd.Env = gozoneEnv(tp, gwToken, "bench-gateway", "FIREZONE_NUM_TUN_THREADS="+strconv.Itoa(tunThreads))
+	if profGW != "" {
+		cmd.Env = append(cmd.Env, profileEnv(profGW)...)
+	}
 	cmd.Stdout, cmd.Stderr = d.gwLog, d.gwLog
 	if d.gateway, err = tp.Gateway.Start(cmd); err != nil {
 		return nil, err
 	}
 	d.clientEnv = gozoneEnv(tp, clToken, "bench-client", "FIREZONE_DNS_CONTROL=disabled")
-	if err := d.startClient(); err != nil {
+	var profEnv []string
+	if profCL != "" {
+		profEnv = profileEnv(profCL)
+	}
+	if err := d.startClient(profEnv...); err != nil {
 		return nil, err
+	}
+	if profCL != "" {
+		d.profiledClientPid = d.client.Pid()
 	}
 	if _, err := d.firstReply(ctx, 30*time.Second); err != nil {
 		return nil, err
@@ -188,9 +204,9 @@ func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir s
 	return d, nil
 }
 
-func (d *gozoneDeploy) startClient() error {
+func (d *gozoneDeploy) startClient(extraEnv ...string) error {
 	cmd := exec.Command(d.bins.client)
-	cmd.Env = d.clientEnv
+	cmd.Env = append(append([]string(nil), d.clientEnv...), extraEnv...)
 	cmd.Stdout, cmd.Stderr = d.clLog, d.clLog
 	var err error
 	d.client, err = d.tp.Client.Start(cmd)

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -45,6 +46,7 @@ func main() {
 	mtu := flag.Int("mtu", 1280, "raw wireguard-go tunnel MTU (gozone's is 1280)")
 	wgBin := flag.String("wireguard-go", "", "prebuilt wireguard-go binary (default: build golang.zx2c4.com/wireguard from go.mod)")
 	paths := flag.String("paths", "", "comma-separated paths to run, e.g. gozone-direct-q1,gozone-relayed (default: all: "+strings.Join(allPathNames(), ", ")+"); ratios need wireguard-go")
+	profile := flag.String("profile", "", "write CPU profiles of every gozone gateway and client during the throughput runs to DIR/<path>-{gateway,client}.pprof")
 	setup := flag.Bool("setup", true, "run the connection set-up probes (--setup=false skips them)")
 	flag.Parse()
 
@@ -62,6 +64,15 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.SkipSetup = !*setup
+	if *profile != "" {
+		if cfg.ProfileDir, err = filepath.Abs(*profile); err == nil {
+			err = os.MkdirAll(cfg.ProfileDir, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: --profile: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	os.Exit(mainRun(cfg, *asJSON))
 }
 

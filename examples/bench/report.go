@@ -93,6 +93,7 @@ func printTable(w io.Writer, rep *report) {
 		}
 		fmt.Fprintln(w)
 	}
+	printProfiles(w, rep)
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(w, "\nproblems:")
 		for _, p := range rep.Problems {
