@@ -3,11 +3,11 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/testproc"
 )
 
 // TestNonRootExactFix runs the binary as an unprivileged user without
@@ -20,14 +20,8 @@ func TestNonRootExactFix(t *testing.T) {
 		}
 		t.Skip("setpriv not installed")
 	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	// testproc builds into a directory any user may enter (0755).
+	bin := testproc.Build(t, ".")
 	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", bin, "some-token")
 	out, err := cmd.CombinedOutput()
 	ee, ok := err.(*exec.ExitError)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,10 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +17,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/testproc"
 	"github.com/gozone/gozone/internal/topo"
 )
 
@@ -37,93 +35,13 @@ const (
 	e2eWait         = 60 * time.Second
 )
 
-var e2eBin struct {
-	once                    sync.Once
-	dir                     string
-	gateway, client, portal string
-	err                     error
-}
-
-// TestMain removes the binaries built for the end-to-end tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if e2eBin.dir != "" {
-		os.RemoveAll(e2eBin.dir)
-	}
-	os.Exit(code)
-}
-
-func buildE2E(t *testing.T) {
-	t.Helper()
-	e2eBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "gozone-gw-e2e")
-		if err != nil {
-			e2eBin.err = err
-			return
-		}
-		e2eBin.dir = dir
-		e2eBin.gateway = filepath.Join(dir, "gateway")
-		e2eBin.client = filepath.Join(dir, "client")
-		e2eBin.portal = filepath.Join(dir, "portal")
-		for _, b := range [][2]string{{e2eBin.gateway, "."}, {e2eBin.client, "../client"}, {e2eBin.portal, "../examples/portal/cmd/portal"}} {
-			if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
-				e2eBin.err = fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
-				return
-			}
-		}
-	})
-	if e2eBin.err != nil {
-		t.Fatal(e2eBin.err)
-	}
-}
-
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuf) wait(t *testing.T, parts ...string) string {
-	t.Helper()
-	deadline := time.Now().Add(e2eWait)
-	for {
-		for _, line := range strings.Split(l.String(), "\n") {
-			ok := true
-			for _, p := range parts {
-				ok = ok && strings.Contains(line, p)
-			}
-			if ok {
-				return line
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q", parts)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+// e2eBins are the binaries of the end-to-end tests (built once per test
+// process by testproc.Build).
+type e2eBins struct{ gateway, client string }
 
 type e2eEnv struct {
 	tp     *topo.Topology
+	bins   e2eBins
 	apiURL string
 	etcGW  string
 }
@@ -134,12 +52,11 @@ func startPortal(t *testing.T) *e2eEnv {
 
 func startPortalIn(t *testing.T, opts topo.Options) *e2eEnv {
 	t.Helper()
-	buildE2E(t)
+	env := &e2eEnv{bins: e2eBins{gateway: testproc.Build(t, testproc.GatewayPkg), client: testproc.Build(t, testproc.ClientPkg)}}
 	tp := topo.Build(t, opts)
-	env := &e2eEnv{tp: tp}
-	portalAddr := netip.AddrPortFrom(tp.Portal.IPv4, e2ePortalPort)
-	env.apiURL = "ws://" + portalAddr.String()
-	cfg := `
+	env.tp = tp
+	portal := testproc.Portal{
+		Config: `
 account: {slug: e2e}
 sites:
   - {name: hq, gateway_tokens: ["` + e2eGatewayToken + `"]}
@@ -154,47 +71,23 @@ policies:
   - {group: eng, resource: svc}
 relays:
   builtin: {enabled: true, public_ip: ` + tp.Portal.IPv4.String() + `}
-`
-	cfgPath := filepath.Join(t.TempDir(), "portal.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+`,
+		Listen:      netip.AddrPortFrom(tp.Portal.IPv4, e2ePortalPort),
+		RelayListen: netip.AddrPortFrom(tp.Portal.IPv4, 3478),
+		In:          tp.Portal.NS,
+		From:        tp.Client,
 	}
-	plog := &logBuf{}
-	pcmd := exec.Command(e2eBin.portal, "--config", cfgPath, "--listen", portalAddr.String(),
-		"--relay-listen", netip.AddrPortFrom(tp.Portal.IPv4, 3478).String())
-	pcmd.Stdout, pcmd.Stderr = plog, plog
-	if _, err := tp.Portal.Start(pcmd); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("portal log:\n%s", tail(plog.String(), 40))
-		}
-	})
-	deadline := time.Now().Add(e2eWait)
-	for {
-		c, err := tp.Client.DialTCP(portalAddr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("portal not reachable: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testproc.StartPortal(t, portal)
+	env.apiURL = portal.URL()
 	// The gateway's private /etc: the DNS resource's name resolves from
-	// hosts (the topology has no DNS server).
-	env.etcGW = t.TempDir()
-	hosts := "127.0.0.1 localhost\n" + tp.Resource.IPv4.String() + " web.svc.corp\n"
-	must(t, os.WriteFile(filepath.Join(env.etcGW, "hosts"), []byte(hosts), 0o644))
-	// Its nameserver is a DNS server on the resource host (serveDNS), for
-	// the queries clients forward to the gateway's :53535.
-	must(t, os.WriteFile(filepath.Join(env.etcGW, "resolv.conf"), []byte("nameserver "+tp.Resource.IPv4.String()+"\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(env.etcGW, "nsswitch.conf"), []byte("hosts: files dns\n"), 0o644))
-	if b, err := os.ReadFile("/etc/os-release"); err == nil {
-		_ = os.WriteFile(filepath.Join(env.etcGW, "os-release"), b, 0o644)
-	}
+	// hosts (the topology has no DNS server); its nameserver is a DNS
+	// server on the resource host (serveResourceDNS), for the queries
+	// clients forward to the gateway's :53535.
+	env.etcGW = testproc.EtcDir(t, map[string]string{
+		"hosts":         "127.0.0.1 localhost\n" + tp.Resource.IPv4.String() + " web.svc.corp\n",
+		"resolv.conf":   "nameserver " + tp.Resource.IPv4.String() + "\n",
+		"nsswitch.conf": "hosts: files dns\n",
+	})
 	return env
 }
 
@@ -205,76 +98,25 @@ func must(t *testing.T, err error) {
 	}
 }
 
-type proc struct {
-	p   *topo.Proc
-	log *logBuf
-}
-
-func (p *proc) wait(t *testing.T) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	err := p.p.Wait(ctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		t.Fatal("process did not exit")
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0
-}
-
 // startGateway runs the gateway binary on the gateway host with a private
-// /etc (unshare --mount).
-func (env *e2eEnv) startGateway(t *testing.T, token string, args ...string) *proc {
+// /etc.
+func (env *e2eEnv) startGateway(t *testing.T, token string, args ...string) *testproc.Proc {
 	t.Helper()
 	base := []string{"--log-format", "json", "--tun-name", "tun-gw", "--id-file", filepath.Join(t.TempDir(), "gateway_id"),
 		"--health-check-addr", "127.0.0.1:8080", "--listen-port", fmt.Sprint(e2eGatewayPort),
 		// Leave net.core.{r,w}mem_max alone: the test must not touch host-wide settings.
 		"--no-inc-buf"}
-	script := `mount --bind "$1" /etc && shift && exec "$@"`
-	full := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", env.etcGW, e2eBin.gateway}, append(base, args...)...)
-	cmd := exec.Command("unshare", full...)
+	cmd := testproc.WithEtc(env.etcGW, env.bins.gateway, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+env.apiURL, "FIREZONE_NAME=e2e-gateway", "RUST_LOG=info")
 	cmd.Env = append(cmd.Env, "FIREZONE_TOKEN="+token)
-	g := &proc{log: &logBuf{}}
-	cmd.Stdout, cmd.Stderr = g.log, g.log
-	p, err := env.tp.Gateway.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.p = p
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", tail(g.log.String(), 60))
-		}
-	})
-	return g
+	return testproc.Start(t, env.tp.Gateway.NS, "gateway", cmd)
 }
 
-func (env *e2eEnv) startClient(t *testing.T, etcDir string) *proc {
+func (env *e2eEnv) startClient(t *testing.T, etcDir string) *testproc.Proc {
 	t.Helper()
-	script := `mount --bind "$1" /etc && shift && exec "$@"`
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", etcDir,
-		e2eBin.client, "--log-format", "json", "--tun-name", "tun-fz", "--dns-control", "etc-resolv-conf")
+	cmd := testproc.WithEtc(etcDir, env.bins.client, "--log-format", "json", "--tun-name", "tun-fz", "--dns-control", "etc-resolv-conf")
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+env.apiURL, "FIREZONE_ID=e2e-client-1", "FIREZONE_NAME=e2e-client", "FIREZONE_TOKEN="+e2eClientToken)
-	c := &proc{log: &logBuf{}}
-	cmd.Stdout, cmd.Stderr = c.log, c.log
-	p, err := env.tp.Client.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.p = p
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("client log:\n%s", tail(c.log.String(), 60))
-		}
-	})
-	return c
+	return testproc.Start(t, env.tp.Client.NS, "client", cmd)
 }
 
 // serveTCP answers every connection on ap with a greeting and keeps it
@@ -387,16 +229,12 @@ func TestE2EGatewayBinary(t *testing.T) {
 	must(t, tp.Resource.NS.AddAddr(tp.Resource.Iface, netip.MustParsePrefix("10.20.0.111/24")))
 
 	gw := env.startGateway(t, e2eGatewayToken, "--masquerade")
-	gw.log.wait(t, "portal init applied")
+	gw.WaitLog(t, "portal init applied")
 
-	etcCl := t.TempDir()
+	etcCl := testproc.EtcDir(t, map[string]string{"resolv.conf": "nameserver 192.0.2.53\n"})
 	rc := filepath.Join(etcCl, "resolv.conf")
-	must(t, os.WriteFile(rc, []byte("nameserver 192.0.2.53\n"), 0o644))
-	if b, err := os.ReadFile("/etc/os-release"); err == nil {
-		_ = os.WriteFile(filepath.Join(etcCl, "os-release"), b, 0o644)
-	}
 	cl := env.startClient(t, etcCl)
-	cl.log.wait(t, "tunnel is up")
+	cl.WaitLog(t, "tunnel is up")
 
 	// TCP through the filter.
 	conn, greet, err := readGreeting(tp.Client, netip.AddrPortFrom(res, 80), 30*time.Second)
@@ -404,7 +242,7 @@ func TestE2EGatewayBinary(t *testing.T) {
 		t.Fatalf("TCP 80: %q %v", greet, err)
 	}
 	defer conn.Close()
-	gw.log.wait(t, "connection established")
+	gw.WaitLog(t, "connection established")
 	// UDP through the filter.
 	if out, err := udpExchange(tp.Client, netip.AddrPortFrom(res, 7), "ping", 20*time.Second); err != nil || out != "echo:ping" {
 		t.Fatalf("UDP 7: %q %v", out, err)
@@ -480,7 +318,7 @@ func TestE2EGatewayBinary(t *testing.T) {
 		t.Fatalf("TCP via DNS proxy IP %v: %q %v", proxy, greet, err)
 	}
 	c2.Close()
-	gw.log.wait(t, "DNS resource NAT active", "web.svc.corp")
+	gw.WaitLog(t, "DNS resource NAT active", "web.svc.corp")
 
 	// Other record types of a DNS-resource name go through the tunnel to
 	// the gateway's DNS server on :53535, which asks its own nameserver.
@@ -520,12 +358,12 @@ func TestE2EGatewayBinary(t *testing.T) {
 	}
 
 	// SIGTERM: goodbye to the client, exit 0, rules removed.
-	must(t, gw.p.Cmd.Process.Signal(syscall.SIGTERM))
-	if code := gw.wait(t); code != 0 {
+	gw.Signal(t, syscall.SIGTERM)
+	if code := gw.ExitCode(t, e2eWait); code != 0 {
 		t.Fatalf("gateway exit code %d after SIGTERM", code)
 	}
-	cl.log.wait(t, "gateway said goodbye")
-	line := gw.log.wait(t, "gateway closing")
+	cl.WaitLog(t, "gateway said goodbye")
+	line := gw.WaitLog(t, "gateway closing")
 	if strings.Contains(line, `"garbage_datagrams":0,`) || !strings.Contains(line, "garbage_datagrams") {
 		t.Fatalf("garbage not counted: %s", line)
 	}
@@ -535,23 +373,24 @@ func TestE2EGatewayBinary(t *testing.T) {
 	}
 }
 
+// waitSentinel waits until the client has pointed the resolv.conf at rc
+// to its DNS sentinel, and returns the sentinel.
 func waitSentinel(t *testing.T, rc string) netip.Addr {
 	t.Helper()
-	deadline := time.Now().Add(e2eWait)
-	for {
+	var sentinel netip.Addr
+	testproc.Eventually(t, e2eWait, func() error {
 		b, _ := os.ReadFile(rc)
 		for _, l := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(l); len(f) == 2 && f[0] == "nameserver" {
 				if a, err := netip.ParseAddr(f[1]); err == nil && strings.HasPrefix(a.String(), "100.100.111.") {
-					return a
+					sentinel = a
+					return nil
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("client resolv.conf not rewritten:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("client resolv.conf not rewritten:\n%s", b)
+	})
+	return sentinel
 }
 
 // TestE2EGatewayRelayed: both sites behind symmetric NATs, so only the
@@ -562,23 +401,21 @@ func TestE2EGatewayRelayed(t *testing.T) {
 	tp := env.tp
 	serveTCP(t, tp.Resource, netip.AddrPortFrom(netip.IPv4Unspecified(), 80), "hello-80\n")
 	gw := env.startGateway(t, e2eGatewayToken, "--masquerade")
-	gw.log.wait(t, "portal init applied")
-	etcCl := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(etcCl, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644))
-	cl := env.startClient(t, etcCl)
-	cl.log.wait(t, "tunnel is up")
+	gw.WaitLog(t, "portal init applied")
+	cl := env.startClient(t, testproc.EtcDir(t, map[string]string{"resolv.conf": "nameserver 192.0.2.53\n"}))
+	cl.WaitLog(t, "tunnel is up")
 	conn, greet, err := readGreeting(tp.Client, netip.AddrPortFrom(tp.Resource.IPv4, 80), 45*time.Second)
 	if err != nil || greet != "hello-80\n" {
 		t.Fatalf("TCP 80 over the relay: %q %v", greet, err)
 	}
 	conn.Close()
-	gw.log.wait(t, "connection established", `"path":"relayed"`)
+	gw.WaitLog(t, "connection established", `"path":"relayed"`)
 	if c, g, err := readGreeting(tp.Client, netip.AddrPortFrom(tp.Resource.IPv4, 22), 5*time.Second); err == nil {
 		c.Close()
 		t.Fatalf("TCP 22 outside the filter answered %q", g)
 	}
-	must(t, gw.p.Cmd.Process.Signal(syscall.SIGTERM))
-	if code := gw.wait(t); code != 0 {
+	gw.Signal(t, syscall.SIGTERM)
+	if code := gw.ExitCode(t, e2eWait); code != 0 {
 		t.Fatalf("gateway exit code %d", code)
 	}
 }
@@ -587,8 +424,8 @@ func TestE2EGatewayBadToken(t *testing.T) {
 	netns.RequireRoot(t)
 	env := startPortal(t)
 	gw := env.startGateway(t, "gw-token-wrong-000000000")
-	if code := gw.wait(t); code != 1 {
+	if code := gw.ExitCode(t, e2eWait); code != 1 {
 		t.Fatalf("exit code %d, want 1", code)
 	}
-	gw.log.wait(t, "gateway: the portal rejected the token")
+	gw.WaitLog(t, "gateway: the portal rejected the token")
 }

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/gozone/gozone/internal/testproc"
 )
+
+// TestMain removes the binaries the tests built (testproc.Build).
+func TestMain(m *testing.M) { testproc.Main(m) }
 
 func TestNoToken(t *testing.T) {
 	t.Setenv("FIREZONE_TOKEN", "")

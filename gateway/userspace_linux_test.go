@@ -17,6 +17,7 @@ import (
 
 	"github.com/gozone/gozone/connlib"
 	devportal "github.com/gozone/gozone/examples/portal"
+	"github.com/gozone/gozone/internal/testproc"
 )
 
 // serveHTTP starts an HTTP server on 127.0.0.1 answering with tag.
@@ -68,19 +69,10 @@ relays: {builtin: {enabled: true}}
 		t.Fatal(err)
 	}
 
-	// Build into a world-readable directory so an unprivileged user can run it.
-	dir, err := os.MkdirTemp("", "gozone-gateway-userspace-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	// testproc builds into a world-readable directory, so an unprivileged
+	// user can run the binary.
+	bin := testproc.Build(t, testproc.GatewayPkg)
+	dir := filepath.Dir(bin)
 	args := []string{bin, "--userspace", "--userspace-map", "10.99.0.10=127.0.0.1", "--host-ip", "127.0.0.1", "--health-check-addr", ""}
 	if os.Geteuid() == 0 {
 		setpriv, err := exec.LookPath("setpriv")
@@ -102,18 +94,7 @@ relays: {builtin: {enabled: true}}
 		"FIREZONE_API_URL=" + p.URL(), "FIREZONE_TOKEN=userspace-gateway-token-0123",
 		"FIREZONE_ID=userspace-gw-1", "FIREZONE_NAME=userspace-gw",
 	}
-	var logs logBuf
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs.String())
-		}
-	}()
+	gw := testproc.Start(t, nil, "gateway", cmd)
 
 	uc, err := connlib.NewUserspaceClient(connlib.ClientConfig{
 		APIURL: p.URL(), Token: "userspace-client-token-0123", FirezoneID: "userspace-client-1",
@@ -128,23 +109,21 @@ relays: {builtin: {enabled: true}}
 
 	// The gateway may still be joining: retry the first fetch for a while.
 	var body string
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	err = testproc.Poll(60*time.Second, 500*time.Millisecond, func() error {
+		if exited, err := gw.Exited(); exited {
+			return testproc.Abort(fmt.Errorf("gateway exited early: %v", err))
+		}
 		resp, err := hc.Get(fmt.Sprintf("http://10.99.0.10:%d/", allowed))
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
+		if err != nil {
+			return fmt.Errorf("fetch through the userspace gateway: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fetch through the userspace gateway: %v", err)
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("gateway exited early: %v", err)
-		case <-time.After(500 * time.Millisecond):
-		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !strings.Contains(body, "allowed via 10.99.0.10") {
 		t.Fatalf("unexpected body %q", body)
@@ -159,21 +138,14 @@ relays: {builtin: {enabled: true}}
 	}
 
 	if os.Geteuid() == 0 && strings.Contains(args[0], "setpriv") {
-		if !strings.Contains(logs.String(), "userspace mode") {
+		if !strings.Contains(gw.Log.String(), "userspace mode") {
 			t.Fatalf("gateway did not log userspace mode")
 		}
 	}
-	// SIGTERM: clean exit 0.
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("gateway exit after SIGINT: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("gateway did not exit after SIGINT")
+	// SIGINT: clean exit 0.
+	gw.Signal(t, os.Interrupt)
+	if code := gw.ExitCode(t, 30*time.Second); code != 0 {
+		t.Fatalf("gateway exit code %d after SIGINT", code)
 	}
 }
 
