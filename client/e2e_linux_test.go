@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,27 +17,22 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/testproc"
 	"github.com/gozone/gozone/internal/topo"
 )
-
-// clientProc is a running client binary in the client namespace.
-type clientProc struct {
-	p   *topo.Proc
-	log *syncBuffer
-}
 
 // startClient runs the client binary in the client namespace. With etcDir
 // it runs in a private mount namespace where that directory is
 // bind-mounted over /etc (so the namespace has its own resolv.conf and the
 // backup next to it never touches the host's /etc), with --dns-control
 // etc-resolv-conf.
-func (env *e2eEnv) startClient(t *testing.T, token, etcDir string, args ...string) *clientProc {
+func (env *e2eEnv) startClient(t *testing.T, token, etcDir string, args ...string) *testproc.Proc {
 	t.Helper()
 	base := []string{"--log-format", "json", "--tun-name", "tun-fz"}
 	var cmd *exec.Cmd
 	if etcDir != "" {
 		base = append(base, "--dns-control", "etc-resolv-conf")
-		cmd = withEtc(etcDir, env.clientBin, append(base, args...)...)
+		cmd = testproc.WithEtc(etcDir, env.clientBin, append(base, args...)...)
 	} else {
 		base = append(base, "--dns-control", "disabled")
 		cmd = exec.Command(env.clientBin, append(base, args...)...)
@@ -45,66 +41,14 @@ func (env *e2eEnv) startClient(t *testing.T, token, etcDir string, args ...strin
 	if token != "" {
 		cmd.Env = append(cmd.Env, "FIREZONE_TOKEN="+token)
 	}
-	cp := &clientProc{log: &syncBuffer{}}
-	cmd.Stdout, cmd.Stderr = cp.log, cp.log
-	p, err := env.tp.Client.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp.p = p
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("client log:\n%s", tail(cp.log.String(), 80))
-		}
-	})
-	return cp
-}
-
-// wait returns the exit code.
-func (cp *clientProc) wait(t *testing.T) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	err := cp.p.Wait(ctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		t.Fatal("client did not exit")
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	return 0
-}
-
-// waitLog waits for a log line containing all of parts.
-func (cp *clientProc) waitLog(t *testing.T, parts ...string) string {
-	t.Helper()
-	deadline := time.Now().Add(e2eWait)
-	for {
-		for _, l := range strings.Split(cp.log.String(), "\n") {
-			ok := true
-			for _, p := range parts {
-				ok = ok && strings.Contains(l, p)
-			}
-			if ok {
-				return l
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q", parts)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testproc.Start(t, env.tp.Client.NS, "client", cmd)
 }
 
 // portalKeys returns the public keys of the client's "portal joined" log
 // lines, in order.
-func (cp *clientProc) portalKeys() []string {
+func portalKeys(cp *testproc.Proc) []string {
 	var out []string
-	for _, l := range strings.Split(cp.log.String(), "\n") {
+	for _, l := range strings.Split(cp.Log.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "portal joined" {
 			if k, ok := m["public_key"].(string); ok {
@@ -145,50 +89,41 @@ func TestE2E(t *testing.T) {
 
 	t.Run("exit once the tunnel is up", func(t *testing.T) {
 		cp := env.startClient(t, e2eClientToken, "", "--exit")
-		if code := cp.wait(t); code != 0 {
+		if code := cp.ExitCode(t, e2eWait); code != 0 {
 			t.Fatalf("exit code %d", code)
 		}
-		cp.waitLog(t, "tunnel is up")
+		cp.WaitLog(t, "tunnel is up")
 	})
 
 	t.Run("token rejected", func(t *testing.T) {
 		cp := env.startClient(t, "client-token-wrong-000000", "")
-		if code := cp.wait(t); code != 1 {
+		if code := cp.ExitCode(t, e2eWait); code != 1 {
 			t.Fatalf("exit code %d, want 1", code)
 		}
-		cp.waitLog(t, "gozone-client: the portal rejected the token")
+		cp.WaitLog(t, "gozone-client: the portal rejected the token")
 	})
 
 	t.Run("session", func(t *testing.T) {
-		etcDir := t.TempDir()
-		rc := filepath.Join(etcDir, "resolv.conf")
 		orig := "# the namespace's own resolv.conf\nnameserver 192.0.2.53\n"
-		if err := os.WriteFile(rc, []byte(orig), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if b, err := os.ReadFile("/etc/os-release"); err == nil {
-			_ = os.WriteFile(filepath.Join(etcDir, "os-release"), b, 0o644)
-		}
+		etcDir := testproc.EtcDir(t, map[string]string{"resolv.conf": orig})
+		rc := filepath.Join(etcDir, "resolv.conf")
 		cp := env.startClient(t, e2eClientToken, etcDir)
-		cp.waitLog(t, "tunnel is up")
+		cp.WaitLog(t, "tunnel is up")
 
 		// The client pointed resolv.conf at its sentinel.
 		var sentinel netip.Addr
-		deadline := time.Now().Add(e2eWait)
-		for !sentinel.IsValid() {
+		testproc.Eventually(t, e2eWait, func() error {
 			b, _ := os.ReadFile(rc)
 			for _, l := range strings.Split(string(b), "\n") {
 				if f := strings.Fields(l); len(f) == 2 && f[0] == "nameserver" {
 					if a, err := netip.ParseAddr(f[1]); err == nil && strings.HasPrefix(a.String(), "100.100.111.") {
 						sentinel = a
+						return nil
 					}
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("resolv.conf not rewritten:\n%s", b)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return fmt.Errorf("resolv.conf not rewritten:\n%s", b)
+		})
 
 		// CIDR resource.
 		body, err := httpGet(tp.Client, resource, "/", 30*time.Second)
@@ -221,14 +156,12 @@ func TestE2E(t *testing.T) {
 		if !errors.Is(err, syscall.EHOSTUNREACH) || time.Since(start) > 15*time.Second {
 			t.Fatalf("dial error %v after %v, want host unreachable at once", err, time.Since(start))
 		}
-		cp.waitLog(t, "access to resource refused: no gateway of the resource's sites is online", "nowhere", "offline")
+		cp.WaitLog(t, "access to resource refused: no gateway of the resource's sites is online", "nowhere", "offline")
 
 		// SIGUSR1 logs the status: which gateway, which path, bytes.
-		if err := cp.p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		cp.waitLog(t, "status: gateway", `"connected":true`, `"path":"direct"`)
-		cp.waitLog(t, "status: resource", `"name":"nowhere"`, `"failure":"offline"`)
+		cp.Signal(t, syscall.SIGUSR1)
+		cp.WaitLog(t, "status: gateway", `"connected":true`, `"path":"direct"`)
+		cp.WaitLog(t, "status: resource", `"name":"nowhere"`, `"failure":"offline"`)
 
 		// SIGHUP in the middle of a transfer: the transfer completes over
 		// the re-established connection, and the portal saw a new key.
@@ -242,9 +175,7 @@ func TestE2E(t *testing.T) {
 			done <- err
 		}()
 		time.Sleep(700 * time.Millisecond)
-		if err := cp.p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
+		cp.Signal(t, syscall.SIGHUP)
 		select {
 		case err := <-done:
 			if err != nil {
@@ -253,8 +184,8 @@ func TestE2E(t *testing.T) {
 		case <-time.After(4 * time.Minute):
 			t.Fatal("transfer did not finish")
 		}
-		cp.waitLog(t, "resetting the tunnel", "SIGHUP")
-		keys := cp.portalKeys()
+		cp.WaitLog(t, "resetting the tunnel", "SIGHUP")
+		keys := portalKeys(cp)
 		if len(keys) < 2 || keys[0] == keys[len(keys)-1] {
 			t.Fatalf("portal keys %v: want a new key after SIGHUP", keys)
 		}
@@ -264,17 +195,15 @@ func TestE2E(t *testing.T) {
 		if err := tp.Client.NS.AddAddr(tp.Client.Iface, netip.MustParsePrefix("172.30.0.222/24")); err != nil {
 			t.Fatal(err)
 		}
-		cp.waitLog(t, "network changed: resetting the tunnel")
-		cp.waitLog(t, "resetting the tunnel", "network change")
+		cp.WaitLog(t, "network changed: resetting the tunnel")
+		cp.WaitLog(t, "resetting the tunnel", "network change")
 		if body, err := httpGet(tp.Client, resource, "/", 30*time.Second); err != nil || body != "hello from the resource\n" {
 			t.Fatalf("GET after a network change: %q %v", body, err)
 		}
 
 		// SIGTERM: exit 0, resolv.conf restored, TUN gone.
-		if err := cp.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if code := cp.wait(t); code != 0 {
+		cp.Signal(t, syscall.SIGTERM)
+		if code := cp.ExitCode(t, e2eWait); code != 0 {
 			t.Fatalf("exit code %d after SIGTERM", code)
 		}
 		if b, _ := os.ReadFile(rc); string(b) != orig {
@@ -297,17 +226,15 @@ func TestE2ERelayed(t *testing.T) {
 	netns.RequireRoot(t)
 	env := startE2E(t, topo.Options{ClientNAT: topo.NATSymmetric, GatewayNAT: topo.NATSymmetric})
 	cp := env.startClient(t, e2eClientToken, "")
-	cp.waitLog(t, "tunnel is up")
+	cp.WaitLog(t, "tunnel is up")
 	resource := netip.AddrPortFrom(env.tp.Resource.IPv4, 80)
 	body, err := httpGet(env.tp.Client, resource, "/", 60*time.Second)
 	if err != nil || body != "hello from the resource\n" {
 		t.Fatalf("GET through the relay: %q %v", body, err)
 	}
-	cp.waitLog(t, "connection established", `"path":"relayed"`)
-	if err := cp.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := cp.wait(t); code != 0 {
+	cp.WaitLog(t, "connection established", `"path":"relayed"`)
+	cp.Signal(t, syscall.SIGTERM)
+	if code := cp.ExitCode(t, e2eWait); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 }
@@ -353,7 +280,7 @@ func TestE2EInternetResource(t *testing.T) {
 		t.Fatalf("without the client, the internet sees %s, want the client router %s", got, tp.ClientRouter.IPv4)
 	}
 	cp := env.startClient(t, e2eClientToken, "", "--activate-internet-resource")
-	cp.waitLog(t, "tunnel is up")
+	cp.WaitLog(t, "tunnel is up")
 	if got := seenFrom(); got != tp.GatewayRouter.IPv4.String() {
 		t.Fatalf("through the internet resource the host sees %s, want the gateway router %s", got, tp.GatewayRouter.IPv4)
 	}
@@ -378,13 +305,11 @@ func TestE2EInternetResource(t *testing.T) {
 	}
 	// The portal connection never looped into the tunnel.
 	time.Sleep(2 * time.Second)
-	if n := len(cp.portalKeys()); n != 1 {
+	if n := len(portalKeys(cp)); n != 1 {
 		t.Fatalf("joined the portal %d times", n)
 	}
-	if err := cp.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := cp.wait(t); code != 0 {
+	cp.Signal(t, syscall.SIGTERM)
+	if code := cp.ExitCode(t, e2eWait); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 	// Bypass and tunnel routes are gone: the internet is reached directly

@@ -9,7 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gozone/gozone/internal/testproc"
 )
+
+// TestMain removes the binaries the tests built (testproc.Build).
+func TestMain(m *testing.M) { testproc.Main(m) }
 
 // runCLI runs the binary's main logic with a clean environment.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string) {
@@ -81,18 +86,9 @@ func TestNoNetAdmin(t *testing.T) {
 	if err != nil {
 		t.Skip("setpriv not installed")
 	}
-	dir, err := os.MkdirTemp("", "gozone-nocap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "gozone-client")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	// testproc builds into a directory any user may enter (0755).
+	bin := testproc.Build(t, ".")
+	dir := filepath.Dir(bin)
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
 		bin, "--dns-control", "disabled")
 	cmd.Dir = dir
