@@ -26,6 +26,8 @@ type config struct {
 	MTU      int           // tunnel MTU of raw wireguard-go (gozone uses 1280)
 	WGBin    string        // prebuilt wireguard-go; empty: build from go.mod
 	SetupN   int           // connection set-up probes
+	// SetupTimeout bounds one gozone set-up probe.
+	SetupTimeout time.Duration
 	// Paths, when not empty, are the only paths measured (--paths).
 	Paths []string
 	// SkipSetup skips the connection set-up probes (--setup=false).
@@ -36,7 +38,7 @@ type config struct {
 }
 
 func defaultConfig(short bool) config {
-	c := config{Short: short, Duration: 3 * time.Second, Rounds: 3, UDPRate: "100M", MTU: 1280, SetupN: 20}
+	c := config{Short: short, Duration: 3 * time.Second, Rounds: 3, UDPRate: "100M", MTU: 1280, SetupN: 20, SetupTimeout: 20 * time.Second}
 	if short {
 		c.Duration, c.Rounds, c.SetupN = time.Second, 1, 3
 	}
@@ -112,6 +114,11 @@ type setupResult struct {
 	MedianMs float64   `json:"median_ms,omitempty"`
 	AllMs    []float64 `json:"all_ms,omitempty"`
 	Note     string    `json:"note,omitempty"`
+	// Failed probes (N counts the successful ones), one line each, and
+	// the file holding the processes' logs of every failed probe.
+	Failed     int      `json:"failed"`
+	Errors     []string `json:"errors,omitempty"`
+	FailureLog string   `json:"failure_log,omitempty"`
 }
 
 type report struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -116,7 +117,9 @@ type gozoneDeploy struct {
 	clientEnv               []string
 	portal, gateway, client *topo.Proc
 	portalLog, gwLog, clLog *tailBuf
-	echo                    netip.AddrPort
+	// Full logs since the last reset, kept for failed set-up probes.
+	portalProbe, gwProbe, clProbe *captureBuf
+	echo                          netip.AddrPort
 	// profiledClientPid is the first client's pid when it writes a CPU
 	// profile (--profile; restarted clients do not).
 	profiledClientPid int
@@ -158,6 +161,7 @@ func gozoneEnv(tp *topo.Topology, token, name string, extra ...string) []string 
 // first client (see profile.go).
 func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir string, tunThreads int, profGW, profCL string) (*gozoneDeploy, error) {
 	d := &gozoneDeploy{tp: tp, bins: bins, portalLog: &tailBuf{}, gwLog: &tailBuf{}, clLog: &tailBuf{},
+		portalProbe: &captureBuf{}, gwProbe: &captureBuf{}, clProbe: &captureBuf{},
 		echo: netip.AddrPortFrom(tp.Resource.IPv4, echoPort)}
 	gwToken, clToken := "gw-bench-"+randHex(12), "client-bench-"+randHex(12)
 	cfg := filepath.Join(dir, "portal-"+randHex(4)+".yaml")
@@ -167,7 +171,8 @@ func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir s
 	cmd := exec.Command(bins.portal, "--config", cfg, "--log-format", "json",
 		"--listen", netip.AddrPortFrom(tp.Portal.IPv4, portalHTTPPort).String(),
 		"--relay-listen", netip.AddrPortFrom(tp.Portal.IPv4, portalTURNPort).String())
-	cmd.Stdout, cmd.Stderr = d.portalLog, d.portalLog
+	w := io.MultiWriter(d.portalLog, d.portalProbe)
+	cmd.Stdout, cmd.Stderr = w, w
 	var err error
 	if d.portal, err = tp.Portal.Start(cmd); err != nil {
 		return nil, err
@@ -183,7 +188,8 @@ func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir s
 	if profGW != "" {
 		cmd.Env = append(cmd.Env, profileEnv(profGW)...)
 	}
-	cmd.Stdout, cmd.Stderr = d.gwLog, d.gwLog
+	w = io.MultiWriter(d.gwLog, d.gwProbe)
+	cmd.Stdout, cmd.Stderr = w, w
 	if d.gateway, err = tp.Gateway.Start(cmd); err != nil {
 		return nil, err
 	}
@@ -199,7 +205,7 @@ func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir s
 		d.profiledClientPid = d.client.Pid()
 	}
 	if _, err := d.firstReply(ctx, 30*time.Second); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, d.logs())
 	}
 	return d, nil
 }
@@ -207,7 +213,8 @@ func deployGozone(ctx context.Context, tp *topo.Topology, bins gozoneBins, dir s
 func (d *gozoneDeploy) startClient(extraEnv ...string) error {
 	cmd := exec.Command(d.bins.client)
 	cmd.Env = append(append([]string(nil), d.clientEnv...), extraEnv...)
-	cmd.Stdout, cmd.Stderr = d.clLog, d.clLog
+	w := io.MultiWriter(d.clLog, d.clProbe)
+	cmd.Stdout, cmd.Stderr = w, w
 	var err error
 	d.client, err = d.tp.Client.Start(cmd)
 	return err
@@ -221,7 +228,8 @@ func (d *gozoneDeploy) logs() string {
 // firstReply waits until the client has a route to the resource network
 // through something other than its LAN (the tunnel is configured), then
 // sends UDP probes to the resource's echo server (one a second) and
-// returns the time from the first probe to the first reply.
+// returns the time from the first probe to the first reply. Its errors
+// do not carry the logs (callers add d.logs() or keep them elsewhere).
 func (d *gozoneDeploy) firstReply(ctx context.Context, timeout time.Duration) (time.Duration, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -230,15 +238,15 @@ func (d *gozoneDeploy) firstReply(ctx context.Context, timeout time.Duration) (t
 		}
 		select {
 		case <-d.client.Done():
-			return 0, fmt.Errorf("gozone client exited: %v%s", d.client.Wait(ctx), d.logs())
+			return 0, fmt.Errorf("gozone client exited: %v", d.client.Wait(ctx))
 		case <-d.gateway.Done():
-			return 0, fmt.Errorf("gozone gateway exited: %v%s", d.gateway.Wait(ctx), d.logs())
+			return 0, fmt.Errorf("%w: gozone gateway exited: %v", errNoMoreProbes, d.gateway.Wait(ctx))
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("gozone client: no route to %s through the tunnel after %v%s", topo.ResourceV4, timeout, d.logs())
+			return 0, fmt.Errorf("gozone client: no route to %s through the tunnel after %v", topo.ResourceV4, timeout)
 		}
 	}
 	c, err := d.tp.Client.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
@@ -257,7 +265,10 @@ func (d *gozoneDeploy) firstReply(ctx context.Context, timeout time.Duration) (t
 			return time.Since(start), nil
 		}
 	}
-	return 0, fmt.Errorf("gozone: no reply from %s through the tunnel within %v%s", d.echo, timeout, d.logs())
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	return 0, fmt.Errorf("gozone: no reply from %s through the tunnel within %v", d.echo, timeout)
 }
 
 // routed reports whether the client routes the resource through a link
@@ -272,24 +283,6 @@ func (d *gozoneDeploy) routed() (bool, error) {
 		return false, err
 	}
 	return l.Attrs().Name != d.tp.Client.Iface, nil
-}
-
-// setupTimes restarts the client n times and measures first packet → first
-// reply on each fresh connection.
-func (d *gozoneDeploy) setupTimes(ctx context.Context, n int) ([]time.Duration, error) {
-	var out []time.Duration
-	for i := 0; i < n; i++ {
-		_ = d.client.Stop()
-		if err := d.startClient(); err != nil {
-			return out, err
-		}
-		dt, err := d.firstReply(ctx, 30*time.Second)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, dt)
-	}
-	return out, nil
 }
 
 func (d *gozoneDeploy) procs() []namedPid {

@@ -47,6 +47,8 @@ func main() {
 	wgBin := flag.String("wireguard-go", "", "prebuilt wireguard-go binary (default: build golang.zx2c4.com/wireguard from go.mod)")
 	paths := flag.String("paths", "", "comma-separated paths to run, e.g. gozone-direct-q1,gozone-relayed (default: all: "+strings.Join(allPathNames(), ", ")+"); ratios need wireguard-go")
 	profile := flag.String("profile", "", "write CPU profiles of every gozone gateway and client during the throughput runs to DIR/<path>-{gateway,client}.pprof")
+	setupN := flag.Int("setup-probes", 0, "connection set-up probes (default 20, 3 with --short)")
+	setupTimeout := flag.Duration("setup-timeout", 0, "give up on one gozone set-up probe after this long (default 20s)")
 	setup := flag.Bool("setup", true, "run the connection set-up probes (--setup=false skips them)")
 	flag.Parse()
 
@@ -64,6 +66,12 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.SkipSetup = !*setup
+	if *setupN > 0 {
+		cfg.SetupN = *setupN
+	}
+	if *setupTimeout > 0 {
+		cfg.SetupTimeout = *setupTimeout
+	}
 	if *profile != "" {
 		if cfg.ProfileDir, err = filepath.Abs(*profile); err == nil {
 			err = os.MkdirAll(cfg.ProfileDir, 0o755)

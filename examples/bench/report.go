@@ -83,15 +83,7 @@ func printTable(w io.Writer, rep *report) {
 		fmt.Fprintln(w, "\nconnection set-up:")
 	}
 	for _, s := range rep.Setup {
-		if s.N == 0 {
-			fmt.Fprintf(w, "  %-18s %s\n", s.Path, s.Note)
-			continue
-		}
-		fmt.Fprintf(w, "  %-18s median %.2f ms of %d (%s)", s.Path, s.MedianMs, s.N, s.What)
-		if s.Note != "" {
-			fmt.Fprintf(w, "; %s", s.Note)
-		}
-		fmt.Fprintln(w)
+		printSetup(w, s)
 	}
 	printProfiles(w, rep)
 	if len(rep.Problems) > 0 {
@@ -117,4 +109,28 @@ func runCell(c *cell, round int) string {
 		return s
 	}
 	return "-"
+}
+
+// printSetup writes one set-up line: the median of the successful probes,
+// how many failed, and where their logs are.
+func printSetup(w io.Writer, s *setupResult) {
+	if s.N == 0 && s.Failed == 0 {
+		fmt.Fprintf(w, "  %-18s %s\n", s.Path, s.Note)
+		return
+	}
+	if s.N > 0 {
+		fmt.Fprintf(w, "  %-18s median %.2f ms; %d ok, %d failed (%s)", s.Path, s.MedianMs, s.N, s.Failed, s.What)
+	} else {
+		fmt.Fprintf(w, "  %-18s no median; %d ok, %d failed (%s)", s.Path, s.N, s.Failed, s.What)
+	}
+	if s.Note != "" {
+		fmt.Fprintf(w, "; %s", s.Note)
+	}
+	fmt.Fprintln(w)
+	for _, e := range s.Errors {
+		fmt.Fprintf(w, "  %-18s   %s\n", "", e)
+	}
+	if s.FailureLog != "" {
+		fmt.Fprintf(w, "  %-18s   logs of the failed probes: %s\n", "", s.FailureLog)
+	}
 }

@@ -178,38 +178,48 @@ func setupRawWG(tp *topo.Topology, bin string, mtu int) (*wgPair, error) {
 // datagram to the resource's echo until its reply, i.e. a WireGuard
 // handshake plus one round trip, as a first packet through a new
 // connection sees it.
-func (w *wgPair) setupTimes(ctx context.Context, client *topo.Host, echo netip.AddrPort, n int) ([]time.Duration, error) {
+func (w *wgPair) setupTimes(ctx context.Context, client *topo.Host, echo netip.AddrPort, n int) (probeStats, error) {
 	c, err := client.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
 	if err != nil {
-		return nil, err
+		return probeStats{}, err
 	}
 	defer c.Close()
 	buf := make([]byte, 128)
-	var out []time.Duration
-	for i := 0; i < n; i++ {
+	var fatal error // a UAPI or socket failure: later probes cannot work either
+	st := runProbes(ctx, n, func(i int) (time.Duration, error) {
 		// wireguard-go whitens handshake timestamps to ~16 ms, and a
 		// responder ignores an initiation whose timestamp is not newer than
 		// the last one: space the probes out.
 		select {
 		case <-ctx.Done():
-			return out, ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if err := uapiSet(w.client.iface, "public_key="+w.gatewayPub+"\nremove=true\n"); err != nil {
-			return out, err
+			fatal = err
+			return 0, fmt.Errorf("%w: %v", errNoMoreProbes, err)
 		}
 		if err := uapiSet(w.client.iface, w.clientPeer); err != nil {
-			return out, err
+			fatal = err
+			return 0, fmt.Errorf("%w: %v", errNoMoreProbes, err)
+		}
+		// Drain a late reply of an earlier failed probe.
+		_ = c.SetReadDeadline(time.Now())
+		for j := 0; j < 100; j++ {
+			if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+				break
+			}
 		}
 		start := time.Now()
 		if _, err := c.WriteToUDPAddrPort([]byte("setup"), echo); err != nil {
-			return out, err
+			fatal = err
+			return 0, fmt.Errorf("%w: %v", errNoMoreProbes, err)
 		}
 		_ = c.SetReadDeadline(start.Add(5 * time.Second))
 		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
-			return out, fmt.Errorf("set-up probe %d: %w", i, err)
+			return 0, err
 		}
-		out = append(out, time.Since(start))
-	}
-	return out, nil
+		return time.Since(start), nil
+	}, nil)
+	return st, fatal
 }
