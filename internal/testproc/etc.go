@@ -1,10 +1,14 @@
 package testproc
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // etcScript bind-mounts its first argument over /etc, then becomes the
@@ -50,4 +54,34 @@ func withDefault(files map[string]string, name, content string) map[string]strin
 	}
 	out[name] = content
 	return out
+}
+
+// WaitNameserver waits up to Timeout until the resolv.conf at path (in a
+// directory of EtcDir, say) names a nameserver whose address starts with
+// prefix, e.g. the DNS sentinel the client writes there, and returns that
+// address. It fails the test, showing the file, when none comes.
+func WaitNameserver(t testing.TB, path, prefix string) netip.Addr {
+	t.Helper()
+	a, err := waitNameserver(path, prefix, Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func waitNameserver(path, prefix string, timeout time.Duration) (netip.Addr, error) {
+	var found netip.Addr
+	err := Poll(timeout, PollInterval, func() error {
+		b, _ := os.ReadFile(path)
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "nameserver" {
+				if a, err := netip.ParseAddr(f[1]); err == nil && strings.HasPrefix(a.String(), prefix) {
+					found = a
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("%s names no nameserver %s*:\n%s", path, prefix, b)
+	})
+	return found, err
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gozone/gozone/internal/netns"
 )
@@ -41,5 +42,20 @@ func TestWithEtc(t *testing.T) {
 	p.WaitLog(t, "testproc.example")
 	if b, _ := os.ReadFile("/etc/hosts"); strings.Contains(string(b), "testproc.example") {
 		t.Fatal("the host's /etc changed")
+	}
+}
+
+func TestWaitNameserver(t *testing.T) {
+	rc := filepath.Join(EtcDir(t, map[string]string{"resolv.conf": "nameserver 192.0.2.53\n"}), "resolv.conf")
+	if _, err := waitNameserver(rc, "100.100.111.", 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "nameserver 192.0.2.53") {
+		t.Fatalf("err %v, want one showing the file", err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = os.WriteFile(rc+".tmp", []byte("# rewritten\nnameserver 100.100.111.1 extra\nnameserver 100.100.111.2\n"), 0o644)
+		_ = os.Rename(rc+".tmp", rc)
+	}()
+	if a := WaitNameserver(t, rc, "100.100.111."); a.String() != "100.100.111.2" {
+		t.Fatalf("nameserver %v", a)
 	}
 }

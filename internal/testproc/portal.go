@@ -77,11 +77,17 @@ func WaitTCP(t testing.TB, d Dialer, ap netip.AddrPort) {
 	}
 }
 
-// LocalDialer dials from the test's own namespace.
-type LocalDialer struct{}
+// Local dials and listens in the test's own namespace: a Dialer and a
+// Listener for tests on loopback.
+type Local struct{}
+
+var (
+	_ Dialer   = Local{}
+	_ Listener = Local{}
+)
 
 // DialTCP dials ap with net.DialTimeout.
-func (LocalDialer) DialTCP(ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+func (Local) DialTCP(ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", ap.String(), timeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial %v: %w", ap, err)
@@ -89,4 +95,7 @@ func (LocalDialer) DialTCP(ap netip.AddrPort, timeout time.Duration) (net.Conn, 
 	return c, nil
 }
 
-var _ Dialer = LocalDialer{}
+// ListenTCP listens on ap with net.ListenTCP.
+func (Local) ListenTCP(ap netip.AddrPort) (*net.TCPListener, error) {
+	return net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
+}

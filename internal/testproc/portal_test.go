@@ -40,13 +40,13 @@ relays: {builtin: {enabled: true}}
 `,
 		Listen:      netip.AddrPortFrom(lo, freePort(t, "tcp")),
 		RelayListen: netip.AddrPortFrom(lo, freePort(t, "udp")),
-		From:        LocalDialer{},
+		From:        Local{},
 	}
 	p := StartPortal(t, c)
 	if c.URL() != "ws://"+c.Listen.String() {
 		t.Fatalf("URL %q", c.URL())
 	}
-	conn, err := LocalDialer{}.DialTCP(c.Listen, Timeout)
+	conn, err := Local{}.DialTCP(c.Listen, Timeout)
 	if err != nil {
 		t.Fatalf("portal not reachable after StartPortal: %v", err)
 	}
