@@ -19,15 +19,52 @@ import (
 // snownet sees iceSession and plain values, so moving to ice/v4 stays a
 // small diff.
 
-// ICETimers tunes the ICE agents. Zero fields take pion's defaults, which
-// are also Firezone-like: checks every 200 ms, a keepalive Binding request
-// every 2 s on the selected pair, Disconnected after 5 s without traffic,
-// Failed after 25 s.
+// ICETimers tunes the ICE agents. Zero fields take the defaults: checks
+// every 50 ms while connecting (DefaultCheckInterval; pion's 200 ms made
+// every NAT traversal wait ~1.5 intervals after the hole was punched), each
+// pair checked for up to CheckBudget, and pion's defaults for the rest: a
+// keepalive Binding request every 2 s on the selected pair, Disconnected
+// after 5 s without traffic, Failed after 25 s.
 type ICETimers struct {
 	CheckInterval       time.Duration
 	KeepaliveInterval   time.Duration
 	DisconnectedTimeout time.Duration
 	FailedTimeout       time.Duration
+	// CheckBudget is how long a candidate pair is checked without an
+	// answer before pion marks it failed (default DefaultCheckBudget).
+	CheckBudget time.Duration
+}
+
+const (
+	// DefaultCheckInterval is the connectivity-check interval while a
+	// connection is being set up (pion only uses it in state Checking;
+	// once connected, KeepaliveInterval applies).
+	DefaultCheckInterval = 50 * time.Millisecond
+	// DefaultCheckBudget is how long each pair is checked. pion marks a
+	// pair failed after MaxBindingRequests unanswered checks (default 7,
+	// i.e. 1.6 s at 200 ms), and a controlling agent never checks a failed
+	// pair again, even when the peer's checks then arrive on it. Behind
+	// NATs the controlling side's checks are dropped until the controlled
+	// side has learnt our candidates and sent checks of its own (which
+	// opens its NAT), so a portal or gateway slower than 1.6 s left every
+	// pair failed and the agent in Checking until pion's 30 s timeout (the
+	// rare set-up failure in examples/bench). Firezone's client keeps
+	// checking for 16.5 s (reference §2.3); 15 s stays below pion's
+	// checking timeout (DisconnectedTimeout + FailedTimeout = 30 s).
+	DefaultCheckBudget = 15 * time.Second
+)
+
+// maxBindingRequests is pion's per-pair check limit for budget at
+// interval.
+func maxBindingRequests(interval, budget time.Duration) uint16 {
+	n := budget / interval
+	switch {
+	case n < 7:
+		return 7 // pion's default
+	case n > 0xffff:
+		return 0xffff
+	}
+	return uint16(n)
 }
 
 // iceState is the subset of pion's connection states snownet acts on.
@@ -113,6 +150,14 @@ func newICESession(cfg iceSessionConfig, l iceListener) (*iceSession, error) {
 		}
 	}
 	zero := time.Duration(0)
+	check, budget := cfg.timers.CheckInterval, cfg.timers.CheckBudget
+	if check <= 0 {
+		check = DefaultCheckInterval
+	}
+	if budget <= 0 {
+		budget = DefaultCheckBudget
+	}
+	maxReq := maxBindingRequests(check, budget)
 	acfg := &ice.AgentConfig{
 		Urls:                urls,
 		NetworkTypes:        []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6},
@@ -123,7 +168,8 @@ func newICESession(cfg iceSessionConfig, l iceListener) (*iceSession, error) {
 		LocalUfrag:          cfg.localUfrag,
 		LocalPwd:            cfg.localPwd,
 		MulticastDNSMode:    ice.MulticastDNSModeDisabled,
-		CheckInterval:       durPtr(cfg.timers.CheckInterval),
+		CheckInterval:       &check,
+		MaxBindingRequests:  &maxReq,
 		KeepaliveInterval:   durPtr(cfg.timers.KeepaliveInterval),
 		DisconnectedTimeout: durPtr(cfg.timers.DisconnectedTimeout),
 		FailedTimeout:       durPtr(cfg.timers.FailedTimeout),

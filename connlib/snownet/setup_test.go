@@ -1,0 +1,81 @@
+package snownet
+
+import (
+	"testing"
+	"time"
+)
+
+// connectDelayed upserts the connection on both sides like connectPair,
+// but the controlling side's candidates reach the controlled side only
+// after delay (a slow portal, a loaded gateway), while the controlled
+// side's candidates reach the controlling side at once.
+func connectDelayed(t *testing.T, a, b *testPeer, delay time.Duration) {
+	t.Helper()
+	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
+		t.Fatalf("upsert on %s: %v", b.name, err)
+	}
+	if err := a.node.UpsertConnection(paramsFor(a, b, RoleControlling)); err != nil {
+		t.Fatalf("upsert on %s: %v", a.name, err)
+	}
+	forward := func(from, to *testPeer) {
+		from.mu.Lock()
+		if from.peers == nil {
+			from.peers = make(map[string]*testPeer)
+		}
+		from.peers[to.name] = to
+		var replay []string
+		for _, ev := range from.events {
+			if ev.Kind == EventNewCandidate && ev.Peer == to.name {
+				replay = append(replay, ev.Candidate)
+			}
+		}
+		from.mu.Unlock()
+		for _, c := range replay {
+			_ = to.node.AddRemoteCandidate(from.name, c)
+		}
+	}
+	forward(b, a)
+	time.AfterFunc(delay, func() { forward(a, b) })
+}
+
+// TestLateCandidatesBehindNATs is the regression test for a rare set-up
+// failure seen in examples/bench (gateway: "authorization created", then
+// nothing for 30 s). Both peers are behind port-restricted NATs, like
+// nftables masquerade, so the controlling side's checks are dropped by the
+// controlled side's NAT until the controlled side has learnt the
+// candidates and sent checks of its own. Here that takes 4 s. pion/ice
+// marks a pair failed after MaxBindingRequests unanswered checks (7 at
+// 200 ms: 1.6 s) and a controlling agent never checks a failed pair again,
+// even when the peer's checks then arrive on it; every pair was dead and
+// the agent sat in Checking until pion's 30 s checking timeout. The checks
+// must keep going for as long as a connection may take to set up.
+func TestLateCandidatesBehindNATs(t *testing.T) {
+	netA, netB, relay := buildNATNet(t, natPortRestricted, natPortRestricted)
+	a := vnetPeer(t, "alice", "10.0.0.1", netA, vnetLANA, relay)
+	b := vnetPeer(t, "bob", "10.0.0.2", netB, vnetLANB, relay)
+	start := time.Now()
+	connectDelayed(t, a, b, 4*time.Second)
+	// pion gives up on a connection still checking after 30 s; well
+	// before that, a working path must have been found.
+	a.mustEvent(EventConnectionEstablished, "bob", 20*time.Second)
+	b.mustEvent(EventConnectionEstablished, "alice", 20*time.Second)
+	t.Logf("established %v after the upsert (candidates delayed by 4 s)", time.Since(start).Round(time.Millisecond))
+	pingOnce(t, a, b, 10*time.Second)
+	pingOnce(t, b, a, 10*time.Second)
+}
+
+func TestMaxBindingRequests(t *testing.T) {
+	for _, tc := range []struct {
+		interval, budget time.Duration
+		want             uint16
+	}{
+		{DefaultCheckInterval, DefaultCheckBudget, 300},
+		{200 * time.Millisecond, DefaultCheckBudget, 75},
+		{200 * time.Millisecond, time.Second, 7}, // never below pion's default
+		{time.Nanosecond, time.Hour, 0xffff},     // clamped
+	} {
+		if got := maxBindingRequests(tc.interval, tc.budget); got != tc.want {
+			t.Errorf("maxBindingRequests(%v, %v) = %d, want %d", tc.interval, tc.budget, got, tc.want)
+		}
+	}
+}
