@@ -86,9 +86,10 @@ type Node struct {
 	bind *Bind
 	dev  *device.Device
 
-	events *eventQueue
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	events  *eventQueue
+	stop    chan struct{}
+	tickNow chan struct{} // wakes tickLoop (capacity 1)
+	wg      sync.WaitGroup
 
 	mu         sync.Mutex
 	closed     bool
@@ -147,12 +148,13 @@ func NewNode(cfg Config) (*Node, error) {
 		log:   cfg.Logger,
 		clock: cfg.Clock,
 
-		bind:   b,
-		events: newEventQueue(),
-		stop:   make(chan struct{}),
-		key:    cfg.PrivateKey,
-		conns:  make(map[string]*connection),
-		relays: make(map[string]Relay),
+		bind:    b,
+		events:  newEventQueue(),
+		stop:    make(chan struct{}),
+		tickNow: make(chan struct{}, 1),
+		key:     cfg.PrivateKey,
+		conns:   make(map[string]*connection),
+		relays:  make(map[string]Relay),
 	}
 	n.net = relayNet{Net: netw, rcv: b.rcvbuf, snd: b.sndbuf, realm: n.relayRealm, realmDrops: &n.realmDrops}
 	if n.sharedTURN() {

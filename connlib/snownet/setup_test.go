@@ -79,3 +79,18 @@ func TestMaxBindingRequests(t *testing.T) {
 		}
 	}
 }
+
+func TestHandshakePollDelay(t *testing.T) {
+	const max = 100 * time.Millisecond
+	for _, tc := range []struct{ age, want time.Duration }{
+		{0, 2 * time.Millisecond},
+		{-time.Second, 2 * time.Millisecond}, // clock stepped back
+		{80 * time.Millisecond, 10 * time.Millisecond},
+		{time.Second, max},
+		{time.Hour, max},
+	} {
+		if got := handshakePollDelay(tc.age, max); got != tc.want {
+			t.Errorf("handshakePollDelay(%v) = %v, want %v", tc.age, got, tc.want)
+		}
+	}
+}
