@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -57,12 +58,32 @@ func (s *sock) setBuffers(n int) {
 	})
 }
 
+// enableGRO asks the kernel to hand over runs of same-sized datagrams of
+// one flow as one buffer (UDP_GRO); read reports the segment size. A
+// sender's GSO batch then crosses the stack once instead of per datagram.
+func (s *sock) enableGRO() bool {
+	var serr error
+	if err := s.rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
+}
+
+// gsoOff is set once the kernel refused a UDP_SEGMENT send; from then on
+// batches are sent one datagram per message.
+var gsoOff atomic.Bool
+
+const cmsgSpace = 32 // room for one UDP_GRO (int) or UDP_SEGMENT (uint16) control message
+
 // batchReader reads datagrams with recvmmsg. It is owned by one goroutine.
 type batchReader struct {
 	s     *sock
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
+	ctrl  [][cmsgSpace]byte
 	k, n  int
 	err   error
 	fn    func(fd uintptr) bool
@@ -70,15 +91,17 @@ type batchReader struct {
 
 func newBatchReader(s *sock, size int) *batchReader {
 	r := &batchReader{s: s, hdrs: make([]unix.Mmsghdr, size), iovs: make([]unix.Iovec, size),
-		names: make([]unix.RawSockaddrInet6, size)}
+		names: make([]unix.RawSockaddrInet6, size), ctrl: make([][cmsgSpace]byte, size)}
 	r.fn = r.recv
 	return r
 }
 
 // read blocks until at least one datagram is there and reads up to
-// len(bufs) of them: datagram i into bufs[i], its length into sizes[i]
-// (-1 when it did not fit and was truncated) and its source into from[i].
-func (r *batchReader) read(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+// len(bufs) messages: message i into bufs[i], its length into sizes[i]
+// (-1 when it did not fit and was truncated), its source into from[i] and
+// into gso[i] the segment size when the kernel coalesced several
+// datagrams into it (UDP_GRO; 0 otherwise: one datagram).
+func (r *batchReader) read(bufs [][]byte, sizes, gso []int, from []netip.AddrPort) (int, error) {
 	k := min(len(bufs), len(r.hdrs))
 	for i := 0; i < k; i++ {
 		r.iovs[i].Base = &bufs[i][0]
@@ -88,8 +111,8 @@ func (r *batchReader) read(bufs [][]byte, sizes []int, from []netip.AddrPort) (i
 		h.Hdr.SetIovlen(1)
 		h.Hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
 		h.Hdr.Namelen = unix.SizeofSockaddrInet6
-		h.Hdr.Control = nil
-		h.Hdr.Controllen = 0
+		h.Hdr.Control = &r.ctrl[i][0]
+		h.Hdr.SetControllen(cmsgSpace)
 		h.Hdr.Flags = 0
 		h.Len = 0
 	}
@@ -106,8 +129,29 @@ func (r *batchReader) read(bufs [][]byte, sizes []int, from []netip.AddrPort) (i
 			sizes[i] = -1
 		}
 		from[i] = rawToAddrPort(&r.names[i])
+		gso[i] = groSize(r.ctrl[i][:r.hdrs[i].Hdr.Controllen])
 	}
 	return r.n, nil
+}
+
+// groSize finds the UDP_GRO segment size in a control buffer (0: none).
+func groSize(b []byte) int {
+	for len(b) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(b) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			return int(*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])))
+		}
+		sp := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if sp > len(b) {
+			return 0
+		}
+		b = b[sp:]
+	}
+	return 0
 }
 
 func (r *batchReader) recv(fd uintptr) bool {
@@ -150,6 +194,9 @@ type batchWriter struct {
 	hdrs    []unix.Mmsghdr
 	iovs    []unix.Iovec
 	names   []unix.RawSockaddrInet6
+	ctrl    [][cmsgSpace]byte
+	gso     []bool
+	noGSO   bool // send every datagram as its own message
 	n, off  int
 	dropped uint64 // datagrams the kernel refused or that had no address of the socket's family
 	fn      func(fd uintptr) bool
@@ -157,7 +204,7 @@ type batchWriter struct {
 
 func newBatchWriter(size int) *batchWriter {
 	w := &batchWriter{hdrs: make([]unix.Mmsghdr, size), iovs: make([]unix.Iovec, size),
-		names: make([]unix.RawSockaddrInet6, size)}
+		names: make([]unix.RawSockaddrInet6, size), ctrl: make([][cmsgSpace]byte, size), gso: make([]bool, size)}
 	w.fn = w.send
 	return w
 }
@@ -171,8 +218,21 @@ func (w *batchWriter) begin(s *sock) {
 }
 
 // add queues b (which must stay untouched until the next flush) for to,
-// flushing first when the batch is full.
-func (w *batchWriter) add(b []byte, to netip.AddrPort) {
+// flushing first when the batch is full. seg > 0 means b is several
+// datagrams of seg bytes each (the last may be shorter), sent as one
+// UDP_SEGMENT message.
+func (w *batchWriter) add(b []byte, to netip.AddrPort, seg int) {
+	if seg >= len(b) {
+		seg = 0
+	}
+	if seg > 0 && (w.noGSO || gsoOff.Load()) {
+		for len(b) > 0 {
+			k := min(seg, len(b))
+			w.add(b[:k], to, 0)
+			b = b[k:]
+		}
+		return
+	}
 	if w.n == len(w.hdrs) {
 		w.flush()
 	}
@@ -204,6 +264,16 @@ func (w *batchWriter) add(b []byte, to netip.AddrPort) {
 	h.Hdr.Control = nil
 	h.Hdr.Controllen = 0
 	h.Hdr.Flags = 0
+	w.gso[i] = seg > 0
+	if seg > 0 {
+		c := w.ctrl[i][:]
+		ch := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		ch.Level, ch.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+		ch.SetLen(unix.CmsgLen(2))
+		*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(seg)
+		h.Hdr.Control = &c[0]
+		h.Hdr.SetControllen(unix.CmsgSpace(2))
+	}
 	w.n++
 }
 
@@ -232,7 +302,12 @@ func (w *batchWriter) send(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false // park until writable
 		default:
-			w.dropped++ // the first datagram failed: skip it
+			// The first message failed: skip it. A UDP_SEGMENT message
+			// refused for its segmentation turns GSO off for good.
+			if w.gso[w.off] && (e == unix.EIO || e == unix.EINVAL) {
+				gsoOff.Store(true)
+			}
+			w.dropped++
 			w.off++
 		}
 	}

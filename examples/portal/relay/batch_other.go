@@ -25,12 +25,14 @@ type batchReader struct{ s *sock }
 
 func newBatchReader(s *sock, size int) *batchReader { return &batchReader{s: s} }
 
-func (r *batchReader) read(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+func (s *sock) enableGRO() bool { return false }
+
+func (r *batchReader) read(bufs [][]byte, sizes, gso []int, from []netip.AddrPort) (int, error) {
 	n, ap, err := r.s.conn.ReadFromUDPAddrPort(bufs[0])
 	if err != nil {
 		return 0, err
 	}
-	sizes[0], from[0] = n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	sizes[0], gso[0], from[0] = n, 0, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return 1, nil
 }
 
@@ -39,6 +41,7 @@ type batchWriter struct {
 	bufs    [][]byte
 	to      []netip.AddrPort
 	dropped uint64
+	noGSO   bool
 }
 
 func newBatchWriter(size int) *batchWriter {
@@ -52,7 +55,15 @@ func (w *batchWriter) begin(s *sock) {
 	}
 }
 
-func (w *batchWriter) add(b []byte, to netip.AddrPort) {
+func (w *batchWriter) add(b []byte, to netip.AddrPort, seg int) {
+	if seg > 0 && seg < len(b) {
+		for len(b) > 0 {
+			k := min(seg, len(b))
+			w.add(b[:k], to, 0)
+			b = b[k:]
+		}
+		return
+	}
 	if len(w.bufs) == cap(w.bufs) {
 		w.flush()
 	}

@@ -22,8 +22,12 @@ import (
 // nothing is allocated per datagram.
 
 const (
-	batchSize     = 64
-	bufSize       = 2048 // WireGuard over TURN stays far below; larger datagrams are dropped and counted
+	mainBatch     = 64 // messages per recvmmsg on the listen socket
+	allocBatch    = 16 // and on an allocation socket
+	batchSize     = mainBatch
+	bufSize       = 1<<16 + 512 // a whole GRO message plus room for 4 bytes of header per segment
+	maxGSOBytes   = 65000       // payload of one UDP_SEGMENT send, under the 65507-byte UDP limit
+	maxGSOSegs    = 64
 	channelHeader = 4
 	minChannel    = 0x4000
 	maxChannel    = 0x7FFF
@@ -35,12 +39,13 @@ type batchBufs struct {
 	bufs  [][]byte // full buffers
 	rd    [][]byte // what recvmmsg fills (bufs[i][off:])
 	sizes []int
+	gso   []int
 	from  []netip.AddrPort
 }
 
-func newBatchBufs(off int) *batchBufs {
-	b := &batchBufs{bufs: make([][]byte, batchSize), rd: make([][]byte, batchSize),
-		sizes: make([]int, batchSize), from: make([]netip.AddrPort, batchSize)}
+func newBatchBufs(n, off int) *batchBufs {
+	b := &batchBufs{bufs: make([][]byte, n), rd: make([][]byte, n),
+		sizes: make([]int, n), gso: make([]int, n), from: make([]netip.AddrPort, n)}
 	for i := range b.bufs {
 		b.bufs[i] = make([]byte, bufSize)
 		b.rd[i] = b.bufs[i][off:]
@@ -51,11 +56,12 @@ func newBatchBufs(off int) *batchBufs {
 // clientLoop reads the listen socket until it is closed.
 func (s *Server) clientLoop() {
 	defer s.wg.Done()
-	r := newBatchReader(s.main, batchSize)
-	b := newBatchBufs(0)
-	w := newBatchWriter(batchSize)
+	r := newBatchReader(s.main, mainBatch)
+	b := newBatchBufs(mainBatch, 0)
+	w := newBatchWriter(mainBatch)
+	w.noGSO = s.cfg.NoOffloads
 	for {
-		n, err := r.read(b.rd, b.sizes, b.from)
+		n, err := r.read(b.rd, b.sizes, b.gso, b.from)
 		if err != nil {
 			if isClosed(err) {
 				return
@@ -63,54 +69,99 @@ func (s *Server) clientLoop() {
 			s.dropped.Add(1)
 			continue
 		}
-		s.handleClientBatch(b.rd[:n], b.sizes[:n], b.from[:n], w)
+		s.handleClientBatch(b.rd[:n], b.sizes[:n], b.gso[:n], b.from[:n], w)
 	}
 }
 
-// handleClientBatch handles one batch from clients. Only clientLoop (and
-// tests, which then own w) call it.
-func (s *Server) handleClientBatch(bufs [][]byte, sizes []int, from []netip.AddrPort, w *batchWriter) {
+// run is a stretch of ChannelData payloads for one peer, compacted
+// contiguously in a receive buffer, that leaves as one (GSO) message.
+type run struct {
+	a          *allocation
+	peer       netip.AddrPort
+	seg        int // payload size of every segment but the last
+	start, end int
+	n          int
+	closed     bool // the last segment was shorter: nothing may follow
+}
+
+// handleClientBatch handles one batch from clients. Message i holds one
+// datagram, or several of gso[i] bytes each (UDP_GRO). ChannelData
+// payloads are compacted in place (each drops its 4-byte header) so that
+// consecutive payloads for the same peer leave as one UDP_SEGMENT message;
+// messages for one allocation socket share a sendmmsg. Only clientLoop
+// (and tests, which then own w) call it.
+func (s *Server) handleClientBatch(bufs [][]byte, sizes, gso []int, from []netip.AddrPort, w *batchWriter) {
 	clients := *s.clients.Load()
 	var cur *allocation
 	var relayed, dropped uint64
-	for i, p := range bufs {
-		if sizes[i] < 0 {
+	emit := func(buf []byte, r *run) {
+		if r.n == 0 {
+			return
+		}
+		if r.a != cur {
+			w.begin(r.a.sock)
+			cur = r.a
+		}
+		seg := 0
+		if r.n > 1 {
+			seg = r.seg
+		}
+		w.add(buf[r.start:r.end], r.peer, seg)
+		r.n = 0
+	}
+	for i, buf := range bufs {
+		n := sizes[i]
+		if n <= 0 {
 			dropped++
 			continue
 		}
-		p = p[:sizes[i]]
-		if len(p) >= channelHeader && p[0]&0xC0 == 0x40 { // channel numbers 0x4000–0x7FFF
-			a := clients[from[i]]
-			if a == nil {
-				dropped++
+		buf = buf[:n]
+		g := gso[i]
+		if g <= 0 || g > n {
+			g = n
+		}
+		var r run
+		wpos := 0
+		for off := 0; off < n; off += g {
+			p := buf[off:min(off+g, n)]
+			if len(p) >= channelHeader && p[0]&0xC0 == 0x40 { // channel numbers 0x4000–0x7FFF
+				a := clients[from[i]]
+				if a == nil {
+					dropped++
+					continue
+				}
+				l := int(binary.BigEndian.Uint16(p[2:4]))
+				peer, ok := a.channels.Load().byNum[binary.BigEndian.Uint16(p[0:2])]
+				if !ok || channelHeader+l > len(p) {
+					dropped++
+					continue
+				}
+				if r.n == 0 || r.a != a || r.peer != peer || r.closed || l > r.seg || r.n == maxGSOSegs {
+					emit(buf, &r)
+					r = run{a: a, peer: peer, seg: l, start: wpos}
+				}
+				copy(buf[wpos:], p[channelHeader:channelHeader+l]) // wpos <= off: moves left
+				wpos += l
+				r.end, r.closed = wpos, l < r.seg
+				r.n++
+				relayed++
 				continue
 			}
-			l := int(binary.BigEndian.Uint16(p[2:4]))
-			peer, ok := a.channels.Load().byNum[binary.BigEndian.Uint16(p[0:2])]
-			if !ok || channelHeader+l > len(p) {
-				dropped++
+			emit(buf, &r)
+			if isSTUN(p) {
+				// In order with the data before it; the control plane may
+				// also close sockets, so nothing stays queued across it.
+				if cur != nil {
+					w.flush()
+					cur = nil
+				}
+				s.handleSTUN(p, from[i])
+				clients = *s.clients.Load()
 				continue
 			}
-			if a != cur {
-				w.begin(a.sock)
-				cur = a
-			}
-			w.add(p[channelHeader:channelHeader+l], peer)
-			relayed++
-			continue
+			dropped++
 		}
-		if isSTUN(p) {
-			// In order with the data before it; the control plane may
-			// also close sockets, so nothing stays queued across it.
-			if cur != nil {
-				w.flush()
-				cur = nil
-			}
-			s.handleSTUN(p, from[i])
-			clients = *s.clients.Load()
-			continue
-		}
-		dropped++
+		emit(buf, &r)
 	}
 	if cur != nil {
 		w.flush()
@@ -135,12 +186,13 @@ func isSTUN(p []byte) bool {
 // peerLoop reads an allocation's socket until it is closed.
 func (s *Server) peerLoop(a *allocation) {
 	defer s.wg.Done()
-	r := newBatchReader(a.sock, batchSize)
-	b := newBatchBufs(channelHeader)
-	w := newBatchWriter(batchSize)
+	r := newBatchReader(a.sock, allocBatch)
+	b := newBatchBufs(allocBatch, channelHeader)
+	w := newBatchWriter(allocBatch * 2)
+	w.noGSO = s.cfg.NoOffloads
 	w.begin(s.main)
 	for {
-		n, err := r.read(b.rd, b.sizes, b.from)
+		n, err := r.read(b.rd, b.sizes, b.gso, b.from)
 		if err != nil {
 			if isClosed(err) {
 				return
@@ -148,37 +200,71 @@ func (s *Server) peerLoop(a *allocation) {
 			s.dropped.Add(1)
 			continue
 		}
-		s.handlePeerBatch(a, b.bufs[:n], b.sizes[:n], b.from[:n], w)
+		s.handlePeerBatch(a, b.bufs[:n], b.sizes[:n], b.gso[:n], b.from[:n], w)
 	}
 }
 
-// handlePeerBatch frames a batch of peer datagrams (each at offset 4 of
-// its buffer) as ChannelData in place and sends them to a's client. Peers
-// without a channel but with a permission get a Data indication; the rest
-// is dropped. Only a's peerLoop (or a test owning w) calls it.
-func (s *Server) handlePeerBatch(a *allocation, bufs [][]byte, sizes []int, from []netip.AddrPort, w *batchWriter) {
+// handlePeerBatch frames a batch of peer messages (each at offset 4 of
+// its buffer; one datagram, or several of gso[i] bytes) as ChannelData in
+// place and sends them to a's client: segments move right by 4 bytes each
+// to make room for their headers, and a message's segments leave as one
+// UDP_SEGMENT message. Peers without a channel but with a permission get
+// Data indications; the rest is dropped. Only a's peerLoop (or a test
+// owning w) calls it.
+func (s *Server) handlePeerBatch(a *allocation, bufs [][]byte, sizes, gso []int, from []netip.AddrPort, w *batchWriter) {
 	tab := a.channels.Load()
 	var relayed, dropped uint64
 	for i, buf := range bufs {
 		n := sizes[i]
-		if n < 0 {
+		if n < 0 || channelHeader+n > len(buf) {
 			dropped++
 			continue
 		}
+		g := gso[i]
+		if g <= 0 || g > n {
+			g = n
+		}
 		num, ok := tab.byPeer[from[i]]
-		if !ok {
-			if a.permitted(from[i].Addr(), s.cfg.Now()) {
-				w.flush() // keep order with what is queued
-				s.sendData(a, from[i], buf[channelHeader:channelHeader+n])
-			} else {
+		if !ok || n == 0 {
+			if !a.permitted(from[i].Addr(), s.cfg.Now()) {
 				dropped++
+				continue
+			}
+			w.flush() // keep order with what is queued
+			for off := 0; off < n; off += g {
+				s.sendData(a, from[i], buf[channelHeader+off:channelHeader+min(off+g, n)])
+			}
+			if n == 0 {
+				s.sendData(a, from[i], nil)
 			}
 			continue
 		}
-		binary.BigEndian.PutUint16(buf[0:2], num)
-		binary.BigEndian.PutUint16(buf[2:4], uint16(n))
-		w.add(buf[:channelHeader+n], a.client)
-		relayed++
+		nseg := (n + g - 1) / g
+		if nseg*channelHeader+n > len(buf) {
+			dropped += uint64(nseg)
+			continue
+		}
+		// Last segment first: each moves right onto its final place.
+		for k := nseg - 1; k >= 0; k-- {
+			src := channelHeader + k*g
+			l := min(g, n-k*g)
+			dst := k * (g + channelHeader)
+			copy(buf[dst+channelHeader:dst+channelHeader+l], buf[src:src+l])
+			binary.BigEndian.PutUint16(buf[dst:dst+2], num)
+			binary.BigEndian.PutUint16(buf[dst+2:dst+4], uint16(l))
+		}
+		stride := g + channelHeader
+		total := n + nseg*channelHeader
+		per := max(1, min(maxGSOSegs, maxGSOBytes/stride))
+		for k := 0; k < nseg; k += per {
+			end := min(total, (k+per)*stride)
+			seg := 0
+			if min(per, nseg-k) > 1 {
+				seg = stride
+			}
+			w.add(buf[k*stride:end], a.client, seg)
+		}
+		relayed += uint64(nseg)
 	}
 	w.flush()
 	if relayed > 0 {

@@ -58,6 +58,9 @@ type Config struct {
 	// hand every device the same static username, and pion's per-agent
 	// TURN clients (snownet's Config.PionTURN) allocate once per peer.
 	OneAllocationPerUser bool
+	// NoOffloads turns off UDP GRO on the relay's sockets and UDP GSO on
+	// its sends (every datagram crosses the stack alone), for comparison.
+	NoOffloads bool
 	// Logger; nil means no logging.
 	Logger *zap.Logger
 }
@@ -162,6 +165,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	main.setBuffers(sockBufSize)
+	if !cfg.NoOffloads {
+		main.enableGRO()
+	}
 	s := &Server{cfg: cfg, main: main, addr: netip.AddrPortFrom(public, local.Port()), public: public, bindIP: bindIP,
 		byClient: map[netip.AddrPort]*allocation{}, byUser: map[string]*allocation{}, ports: map[uint16]bool{},
 		stop: make(chan struct{})}
@@ -200,6 +206,9 @@ func (s *Server) openRelaySocket() (*sock, uint16, error) {
 			return nil
 		}
 		sk.setBuffers(sockBufSize)
+		if !s.cfg.NoOffloads {
+			sk.enableGRO()
+		}
 		return sk
 	}
 	for i := 0; i < 32 && i < span; i++ {
