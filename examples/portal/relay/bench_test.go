@@ -192,7 +192,7 @@ func benchRelay(b *testing.B, impl, dir string) {
 	}
 	w.flush()
 	close(stop)
-	n := <-got - 1 // minus the warm-up datagram
+	n := <-got - 1                                      // minus the warm-up datagram
 	elapsed := time.Since(start) - 300*time.Millisecond // the reader's idle timeout
 	b.StopTimer()
 	if n <= 0 || elapsed <= 0 {

@@ -325,7 +325,7 @@ func TestGarbageIsDroppedAndCounted(t *testing.T) {
 	garbage := [][]byte{
 		{}, {0x40}, {0x40, 0x00, 0x00, 0x10, 1, 2}, // ChannelData from a stranger
 		[]byte("not a packet at all"),
-		append([]byte{0, 1, 0, 4, 0x21, 0x12, 0xA4, 0x42}, make([]byte, 12)...), // STUN length beyond the datagram
+		append([]byte{0, 1, 0, 4, 0x21, 0x12, 0xA4, 0x42}, make([]byte, 12)...),       // STUN length beyond the datagram
 		append([]byte{0x01, 0x11, 0, 0, 0x21, 0x12, 0xA4, 0x42}, make([]byte, 12)...), // a response class from a client
 	}
 	for _, g := range garbage {
