@@ -243,7 +243,7 @@ func run(t testing.TB, cfg config) (*report, error) {
 			rep.Problems = append(rep.Problems, g.name+": "+p.Note)
 			continue
 		}
-		p.Available, p.from, p.to, p.procs = true, tp.Client, tp.Resource.IPv4, d.procs()
+		p.Available, p.from, p.to, p.procs = true, tp.Client, tp.Resource.IPv4, d.procs(g.relayed)
 		p.relayHost, p.relayed = tp.Portal, g.relayed
 		if direct == nil && !g.relayed {
 			direct = d

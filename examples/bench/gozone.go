@@ -285,8 +285,16 @@ func (d *gozoneDeploy) routed() (bool, error) {
 	return l.Attrs().Name != d.tp.Client.Iface, nil
 }
 
-func (d *gozoneDeploy) procs() []namedPid {
-	return []namedPid{{"gozone gateway", d.gateway.Pid()}, {"gozone client", d.client.Pid()}}
+// procs are the processes whose CPU is charged to the path: gateway and
+// client, and on the relayed path the portal too, whose built-in TURN
+// relay forwards every packet (its control-plane work is negligible
+// during a run).
+func (d *gozoneDeploy) procs(relayed bool) []namedPid {
+	ps := []namedPid{{"gozone gateway", d.gateway.Pid()}, {"gozone client", d.client.Pid()}}
+	if relayed {
+		ps = append(ps, namedPid{"dev portal+relay", d.portal.Pid()})
+	}
+	return ps
 }
 
 // waitListening waits (bounded) for a TCP listener on port in h.

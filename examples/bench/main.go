@@ -50,7 +50,11 @@ func main() {
 	setupN := flag.Int("setup-probes", 0, "connection set-up probes (default 20, 3 with --short)")
 	setupTimeout := flag.Duration("setup-timeout", 0, "give up on one gozone set-up probe after this long (default 20s)")
 	setup := flag.Bool("setup", true, "run the connection set-up probes (--setup=false skips them)")
+	table := flag.String("table", "", "print the table of a report saved with --json from FILE, and exit")
 	flag.Parse()
+	if *table != "" {
+		os.Exit(printSaved(*table))
+	}
 
 	cfg := defaultConfig(*short)
 	if *dur > 0 {
@@ -122,5 +126,20 @@ func mainRun(cfg config, asJSON bool) (code int) {
 	if err != nil || len(rep.Problems) > 0 || r.Failed() {
 		return 1
 	}
+	return 0
+}
+
+// printSaved prints the table of a report saved with --json.
+func printSaved(file string) int {
+	b, err := os.ReadFile(file)
+	var rep report
+	if err == nil {
+		err = json.Unmarshal(b, &rep)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: --table: %v\n", err)
+		return 1
+	}
+	printTable(os.Stdout, &rep)
 	return 0
 }

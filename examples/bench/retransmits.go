@@ -124,7 +124,7 @@ func printQueueCompare(w io.Writer, qs []queueCompare) {
 			if !q.Met {
 				var why []string
 				if *q.Ratio < 1 {
-					why = append(why, fmt.Sprintf("q2 %.0f%% slower", 100*(1-*q.Ratio)))
+					why = append(why, fmt.Sprintf("q2 %.1f%% slower", 100*(1-*q.Ratio)))
 				}
 				if q.Q2Retransmits > q.Q1Retransmits {
 					why = append(why, fmt.Sprintf("%d more retransmits", q.Q2Retransmits-q.Q1Retransmits))
