@@ -22,7 +22,6 @@ const (
 	e2eGatewayToken = "gw-token-e2e-0123456789"
 	e2eClientToken  = "client-token-e2e-012345"
 	e2ePortalPort   = 8080
-	e2eWait         = 60 * time.Second
 )
 
 // e2eEnv is a running topology with portal, gateway and an HTTP server on
@@ -89,19 +88,7 @@ relays:
 // written in 64 KiB chunks) on ap inside h.
 func startHTTP(t *testing.T, h *topo.Host, ap netip.AddrPort) {
 	t.Helper()
-	ln, err := h.ListenTCP(ap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveHTTP(c)
-		}
-	}()
+	testproc.ServeTCP(t, h, ap, serveHTTP)
 }
 
 // serveHTTP is a tiny HTTP/1.0 responder (no net/http server: its

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -89,7 +88,7 @@ func TestE2E(t *testing.T) {
 
 	t.Run("exit once the tunnel is up", func(t *testing.T) {
 		cp := env.startClient(t, e2eClientToken, "", "--exit")
-		if code := cp.ExitCode(t, e2eWait); code != 0 {
+		if code := cp.ExitCode(t, testproc.Timeout); code != 0 {
 			t.Fatalf("exit code %d", code)
 		}
 		cp.WaitLog(t, "tunnel is up")
@@ -97,7 +96,7 @@ func TestE2E(t *testing.T) {
 
 	t.Run("token rejected", func(t *testing.T) {
 		cp := env.startClient(t, "client-token-wrong-000000", "")
-		if code := cp.ExitCode(t, e2eWait); code != 1 {
+		if code := cp.ExitCode(t, testproc.Timeout); code != 1 {
 			t.Fatalf("exit code %d, want 1", code)
 		}
 		cp.WaitLog(t, "gozone-client: the portal rejected the token")
@@ -111,19 +110,7 @@ func TestE2E(t *testing.T) {
 		cp.WaitLog(t, "tunnel is up")
 
 		// The client pointed resolv.conf at its sentinel.
-		var sentinel netip.Addr
-		testproc.Eventually(t, e2eWait, func() error {
-			b, _ := os.ReadFile(rc)
-			for _, l := range strings.Split(string(b), "\n") {
-				if f := strings.Fields(l); len(f) == 2 && f[0] == "nameserver" {
-					if a, err := netip.ParseAddr(f[1]); err == nil && strings.HasPrefix(a.String(), "100.100.111.") {
-						sentinel = a
-						return nil
-					}
-				}
-			}
-			return fmt.Errorf("resolv.conf not rewritten:\n%s", b)
-		})
+		sentinel := testproc.WaitNameserver(t, rc, "100.100.111.")
 
 		// CIDR resource.
 		body, err := httpGet(tp.Client, resource, "/", 30*time.Second)
@@ -203,7 +190,7 @@ func TestE2E(t *testing.T) {
 
 		// SIGTERM: exit 0, resolv.conf restored, TUN gone.
 		cp.Signal(t, syscall.SIGTERM)
-		if code := cp.ExitCode(t, e2eWait); code != 0 {
+		if code := cp.ExitCode(t, testproc.Timeout); code != 0 {
 			t.Fatalf("exit code %d after SIGTERM", code)
 		}
 		if b, _ := os.ReadFile(rc); string(b) != orig {
@@ -234,7 +221,7 @@ func TestE2ERelayed(t *testing.T) {
 	}
 	cp.WaitLog(t, "connection established", `"path":"relayed"`)
 	cp.Signal(t, syscall.SIGTERM)
-	if code := cp.ExitCode(t, e2eWait); code != 0 {
+	if code := cp.ExitCode(t, testproc.Timeout); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 }
@@ -309,7 +296,7 @@ func TestE2EInternetResource(t *testing.T) {
 		t.Fatalf("joined the portal %d times", n)
 	}
 	cp.Signal(t, syscall.SIGTERM)
-	if code := cp.ExitCode(t, e2eWait); code != 0 {
+	if code := cp.ExitCode(t, testproc.Timeout); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 	// Bypass and tunnel routes are gone: the internet is reached directly

@@ -32,7 +32,6 @@ const (
 	e2eClientToken  = "client-token-e2e-012345"
 	e2ePortalPort   = 8080
 	e2eGatewayPort  = 51820
-	e2eWait         = 60 * time.Second
 )
 
 // e2eBins are the binaries of the end-to-end tests (built once per test
@@ -123,21 +122,10 @@ func (env *e2eEnv) startClient(t *testing.T, etcDir string) *testproc.Proc {
 // open until the peer closes.
 func serveTCP(t *testing.T, h *topo.Host, ap netip.AddrPort, greeting string) {
 	t.Helper()
-	ln, err := h.ListenTCP(ap)
-	must(t, err)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.WriteString(c, greeting)
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	testproc.ServeTCP(t, h, ap, func(c net.Conn) {
+		_, _ = io.WriteString(c, greeting)
+		_, _ = io.Copy(io.Discard, c)
+	})
 }
 
 // serveResourceDNS answers TXT queries with "site-dns" on ap.
@@ -294,7 +282,7 @@ func TestE2EGatewayBinary(t *testing.T) {
 
 	// DNS resource: the client's stub gives proxy IPs, the gateway
 	// resolves web.svc.corp from its hosts file and NATs.
-	sentinel := waitSentinel(t, rc)
+	sentinel := testproc.WaitNameserver(t, rc, "100.100.111.")
 	var proxy netip.Addr
 	must(t, tp.Client.Do(func() error {
 		m := new(mdns.Msg)
@@ -359,7 +347,7 @@ func TestE2EGatewayBinary(t *testing.T) {
 
 	// SIGTERM: goodbye to the client, exit 0, rules removed.
 	gw.Signal(t, syscall.SIGTERM)
-	if code := gw.ExitCode(t, e2eWait); code != 0 {
+	if code := gw.ExitCode(t, testproc.Timeout); code != 0 {
 		t.Fatalf("gateway exit code %d after SIGTERM", code)
 	}
 	cl.WaitLog(t, "gateway said goodbye")
@@ -371,26 +359,6 @@ func TestE2EGatewayBinary(t *testing.T) {
 	if strings.Contains(string(out), "gozone_gw_tun-gw") {
 		t.Fatalf("masquerade table left behind: %s", out)
 	}
-}
-
-// waitSentinel waits until the client has pointed the resolv.conf at rc
-// to its DNS sentinel, and returns the sentinel.
-func waitSentinel(t *testing.T, rc string) netip.Addr {
-	t.Helper()
-	var sentinel netip.Addr
-	testproc.Eventually(t, e2eWait, func() error {
-		b, _ := os.ReadFile(rc)
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) == 2 && f[0] == "nameserver" {
-				if a, err := netip.ParseAddr(f[1]); err == nil && strings.HasPrefix(a.String(), "100.100.111.") {
-					sentinel = a
-					return nil
-				}
-			}
-		}
-		return fmt.Errorf("client resolv.conf not rewritten:\n%s", b)
-	})
-	return sentinel
 }
 
 // TestE2EGatewayRelayed: both sites behind symmetric NATs, so only the
@@ -415,7 +383,7 @@ func TestE2EGatewayRelayed(t *testing.T) {
 		t.Fatalf("TCP 22 outside the filter answered %q", g)
 	}
 	gw.Signal(t, syscall.SIGTERM)
-	if code := gw.ExitCode(t, e2eWait); code != 0 {
+	if code := gw.ExitCode(t, testproc.Timeout); code != 0 {
 		t.Fatalf("gateway exit code %d", code)
 	}
 }
@@ -424,7 +392,7 @@ func TestE2EGatewayBadToken(t *testing.T) {
 	netns.RequireRoot(t)
 	env := startPortal(t)
 	gw := env.startGateway(t, "gw-token-wrong-000000000")
-	if code := gw.ExitCode(t, e2eWait); code != 1 {
+	if code := gw.ExitCode(t, testproc.Timeout); code != 1 {
 		t.Fatalf("exit code %d, want 1", code)
 	}
 	gw.WaitLog(t, "gateway: the portal rejected the token")
