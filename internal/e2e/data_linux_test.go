@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gozone/gozone/internal/testproc"
 	"github.com/gozone/gozone/internal/topo"
 )
 
@@ -63,28 +64,15 @@ func expectedHash(n, seed uint64) [32]byte {
 // serveData runs the transfer server on ap inside h until cleanup.
 func serveData(t *testing.T, h *topo.Host, ap netip.AddrPort) {
 	t.Helper()
-	ln, err := h.ListenTCP(ap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				// Bounded: no transfer of these tests lasts this long.
-				_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-				var req [24]byte
-				if _, err := io.ReadFull(c, req[:]); err != nil {
-					return
-				}
-				_ = pseudoRandom(c, binary.BigEndian.Uint64(req[0:]), binary.BigEndian.Uint64(req[8:]), binary.BigEndian.Uint64(req[16:]))
-			}()
+	testproc.ServeTCP(t, h, ap, func(c net.Conn) {
+		// Bounded: no transfer of these tests lasts this long.
+		_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
+		var req [24]byte
+		if _, err := io.ReadFull(c, req[:]); err != nil {
+			return
 		}
-	}()
+		_ = pseudoRandom(c, binary.BigEndian.Uint64(req[0:]), binary.BigEndian.Uint64(req[8:]), binary.BigEndian.Uint64(req[16:]))
+	})
 }
 
 // transfer is one download from the transfer server, run by fetch.

@@ -2,10 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/testproc"
 	"github.com/gozone/gozone/internal/topo"
 )
 
@@ -33,7 +34,7 @@ type env struct {
 	tp        *topo.Topology
 	apiURL    string
 	portalAP  netip.AddrPort
-	cfgPath   string
+	cfg       string // the portal's configuration (YAML)
 	portal    *proc
 	data      netip.AddrPort
 	portalRun int
@@ -54,6 +55,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return newEnvOn(t, topo.Build(t, o.topo), o)
 }
 
+// newEnvWithDevices is newEnv with the devices most tests use: gateway
+// "gw-1" (TUN tun-gw, extra flags gwArgs) on the gateway host, then a
+// client whose tunnel is up.
+func newEnvWithDevices(t *testing.T, o envOptions, gwArgs ...string) (e *env, gw, client *proc) {
+	t.Helper()
+	e = newEnv(t, o)
+	gw = e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw", gwArgs...)
+	return e, gw, e.startClient(t)
+}
+
 // newEnvOn is newEnv on a topology the test built itself (o.topo is
 // ignored).
 func newEnvOn(t *testing.T, tp *topo.Topology, o envOptions) *env {
@@ -66,7 +77,7 @@ func newEnvOn(t *testing.T, tp *topo.Topology, o envOptions) *env {
 	if relays == "" {
 		relays = "  builtin: {enabled: true, public_ip: " + tp.Portal.IPv4.String() + ", secret: \"" + relaySecret + "\"}\n"
 	}
-	cfg := `
+	e.cfg = `
 account: {slug: faults}
 sites:
   - {name: hq, gateway_tokens: ["` + gatewayToken + `"]}
@@ -78,10 +89,6 @@ policies:
   - {group: eng, resource: resnet}
 relays:
 ` + relays
-	e.cfgPath = filepath.Join(t.TempDir(), "portal.yaml")
-	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	e.startPortal(t)
 	e.data = netip.AddrPortFrom(tp.Resource.IPv4, dataPort)
 	serveData(t, tp.Resource, e.data)
@@ -93,34 +100,24 @@ relays:
 func (e *env) startPortal(t *testing.T) {
 	t.Helper()
 	e.portalRun++
-	cmd := exec.Command(bins.portal, "--config", e.cfgPath, "--listen", e.portalAP.String(),
-		"--relay-listen", netip.AddrPortFrom(e.tp.Portal.IPv4, 3478).String())
-	e.portal = start(t, e.tp.Portal.NS, "portal#"+strconv.Itoa(e.portalRun), cmd)
-	deadline := time.Now().Add(wait)
-	for {
-		c, err := e.tp.Client.DialTCP(e.portalAP, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("portal not reachable: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.portal = wrap(testproc.StartPortal(t, testproc.Portal{
+		Name: "portal#" + strconv.Itoa(e.portalRun), Config: e.cfg,
+		Listen: e.portalAP, RelayListen: netip.AddrPortFrom(e.tp.Portal.IPv4, 3478),
+		In: e.tp.Portal.NS, From: e.tp.Client,
+	}))
 }
 
 // startGateway runs a gateway binary with the given id and TUN name in ns
 // and waits until the portal saw it join.
 func (e *env) startGateway(t *testing.T, ns *netns.NS, id, tun string, args ...string) *proc {
 	t.Helper()
-	m := e.portal.mark()
+	m := e.portal.Mark()
 	base := []string{"--tun-name", tun, "--masquerade", "--no-inc-buf", "--health-check-addr", "", "--tun-threads", "1", "--log-format", "json"}
 	cmd := exec.Command(bins.gateway, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+gatewayToken,
 		"FIREZONE_ID="+id, "FIREZONE_NAME="+id)
 	g := start(t, ns, id, cmd)
-	line := e.portal.waitLogSince(t, m, "gateway joined", `"name": "`+id+`"`)
+	line := e.portal.WaitLogSince(t, m, "gateway joined", `"name": "`+id+`"`)
 	var f struct {
 		ID string `json:"gateway_id"`
 	}
@@ -140,7 +137,7 @@ func (e *env) startClient(t *testing.T, args ...string) *proc {
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+clientToken,
 		"FIREZONE_ID=faults-client", "FIREZONE_NAME=faults-client")
 	c := start(t, e.tp.Client.NS, "client", cmd)
-	c.waitLog(t, "tunnel is up")
+	c.WaitLog(t, "tunnel is up")
 	return c
 }
 
@@ -149,17 +146,19 @@ func (e *env) startClient(t *testing.T, args ...string) *proc {
 func status(t *testing.T, c *proc, parts ...string) string {
 	t.Helper()
 	parts = append([]string{"status: gateway"}, parts...)
-	deadline := time.Now().Add(wait)
-	m := c.mark()
-	for {
-		c.signal(t, syscall.SIGUSR1)
-		time.Sleep(time.Second)
-		if l, ok := findLine(c.log.String()[m:], parts...); ok {
-			return l
+	m := c.Mark()
+	var line string
+	err := testproc.Poll(wait, time.Second, func() error {
+		var ok bool
+		if line, ok = c.Log.Find(m, parts...); ok {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			last, _ := findLine(c.log.String()[m:], "status: gateway")
-			t.Fatalf("no client status with %q; last: %s", parts, last)
-		}
+		c.Signal(t, syscall.SIGUSR1)
+		last, _ := c.Log.Find(m, "status: gateway")
+		return fmt.Errorf("no client status with %q; last: %s", parts, last)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return line
 }

@@ -67,17 +67,17 @@ func TestGatewayFailover(t *testing.T) {
 			other = id
 		}
 	}
-	gws[used].kill(t)
+	gws[used].Kill(t)
 	killed := time.Now()
 	x := &transfer{size: 1 << 20, seed: 8, total: 20 * time.Second, dial: 2 * time.Second}
 	if err := fetch(e.tp.Client, e.data, x); err != nil {
 		t.Fatalf("transfer after killing %s: %v", used, err)
 	}
-	t.Logf("failover from %s to %s: new transfer done %v after the kill", gws[used].name, gws[other].name, time.Since(killed).Round(time.Millisecond))
+	t.Logf("failover from %s to %s: new transfer done %v after the kill", gws[used].Name, gws[other].Name, time.Since(killed).Round(time.Millisecond))
 	if got := gatewayOf(t, status(t, c, `"connected":true`, `"gateway":"`+other+`"`)); got != other {
 		t.Fatalf("client uses %q after failover, want %q", got, other)
 	}
-	gws[other].running(t)
+	gws[other].Running(t)
 }
 
 // gatewayOf returns the gateway id of a "status: gateway" log line.

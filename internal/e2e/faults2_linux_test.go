@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/testproc"
 )
 
 // TestGarbage: for 10 s during a transfer, random datagrams hit the
@@ -22,10 +24,8 @@ import (
 func TestGarbage(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	e := newEnv(t, envOptions{})
 	const port = 51820
-	g := e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw", "--listen-port", "51820")
-	e.startClient(t)
+	e, g, _ := newEnvWithDevices(t, envOptions{}, "--listen-port", "51820")
 	x := &transfer{size: tenMB, seed: 4, rate: 700 << 10}
 	res := fetchAsync(e.tp.Client, e.data, x)
 
@@ -65,14 +65,14 @@ func TestGarbage(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	t.Logf("sent %d garbage datagrams in %v", sent, time.Since(start).Round(time.Millisecond))
-	g.running(t)
+	g.Running(t)
 	done(t, res, "transfer under garbage")
-	g.running(t)
+	g.Running(t)
 
-	if err := g.stop(); err != nil {
+	if err := g.Stop(); err != nil {
 		t.Fatalf("gateway exit after SIGTERM: %v", err)
 	}
-	line := g.waitLog(t, "gateway closing", "garbage_datagrams")
+	line := g.WaitLog(t, "gateway closing", "garbage_datagrams")
 	var m struct {
 		Garbage uint64 `json:"garbage_datagrams"`
 	}
@@ -99,28 +99,26 @@ func TestGarbage(t *testing.T) {
 func TestPortalDown(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	g := e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	c := e.startClient(t)
+	e, g, c := newEnvWithDevices(t, envOptions{})
 	x := &transfer{size: tenMB, seed: 5, rate: 512 << 10}
 	res := fetchAsync(e.tp.Client, e.data, x)
 	waitBytes(t, x, 512<<10)
 
-	e.portal.kill(t)
+	e.portal.Kill(t)
 	killed := time.Now()
 	before := x.got.Load()
 	done(t, res, "transfer while the portal is down")
 	t.Logf("%d bytes arrived in %v with the portal down (longest stall %v)", x.got.Load()-before,
 		time.Since(killed).Round(time.Millisecond), x.maxGap.Round(time.Millisecond))
 	time.Sleep(time.Until(killed.Add(30 * time.Second)))
-	gm, cm := g.mark(), c.mark()
+	gm, cm := g.Mark(), c.Mark()
 	e.startPortal(t)
-	e.portal.waitLog(t, "gateway joined", `"name": "gw-1"`)
-	e.portal.waitLog(t, "client joined")
-	g.waitLogSince(t, gm, "portal init applied")
-	c.waitLogSince(t, cm, "portal init applied")
-	g.running(t)
-	c.running(t)
+	e.portal.WaitLog(t, "gateway joined", `"name": "gw-1"`)
+	e.portal.WaitLog(t, "client joined")
+	g.WaitLogSince(t, gm, "portal init applied")
+	c.WaitLogSince(t, cm, "portal init applied")
+	g.Running(t)
+	c.Running(t)
 }
 
 // TestRoaming: during a transfer the client's underlay address changes
@@ -129,9 +127,7 @@ func TestPortalDown(t *testing.T) {
 func TestRoaming(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	c := e.startClient(t)
+	e, _, c := newEnvWithDevices(t, envOptions{})
 	x := &transfer{size: tenMB, seed: 6, rate: 500 << 10}
 	res := fetchAsync(e.tp.Client, e.data, x)
 	waitBytes(t, x, 512<<10)
@@ -154,9 +150,9 @@ func TestRoaming(t *testing.T) {
 		Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}}); err != nil {
 		t.Fatal(err)
 	}
-	m := c.mark()
-	c.signal(t, syscall.SIGHUP)
-	c.waitLogSince(t, m, "resetting the tunnel")
+	m := c.Mark()
+	c.Signal(t, syscall.SIGHUP)
+	c.WaitLogSince(t, m, "resetting the tunnel")
 	done(t, res, "transfer across roaming")
 	t.Logf("longest stall of the transfer across roaming: %v", x.maxGap.Round(time.Millisecond))
 	l := status(t, c, `"connected":true`)
@@ -168,11 +164,10 @@ func TestRoaming(t *testing.T) {
 // waitBytes waits until the transfer has received at least n bytes.
 func waitBytes(t *testing.T, x *transfer, n uint64) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for x.got.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("transfer stuck at %d bytes", x.got.Load())
+	testproc.Eventually(t, wait, func() error {
+		if got := x.got.Load(); got < n {
+			return fmt.Errorf("transfer stuck at %d bytes", got)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -15,9 +15,7 @@ const tenMB = 10 << 20
 func TestDirect(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	c := e.startClient(t)
+	e, _, c := newEnvWithDevices(t, envOptions{})
 	x := &transfer{size: tenMB, seed: 1}
 	if err := fetch(e.tp.Client, e.data, x); err != nil {
 		t.Fatal(err)
@@ -31,9 +29,7 @@ func TestDirect(t *testing.T) {
 func TestSymmetricClient(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	e := newEnv(t, envOptions{topo: topo.Options{ClientNAT: topo.NATSymmetric}})
-	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	c := e.startClient(t)
+	e, _, c := newEnvWithDevices(t, envOptions{topo: topo.Options{ClientNAT: topo.NATSymmetric}})
 	if err := fetch(e.tp.Client, e.data, &transfer{size: tenMB, seed: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -45,9 +41,7 @@ func TestSymmetricClient(t *testing.T) {
 func TestLoss(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	e := newEnv(t, envOptions{topo: topo.Options{DropPercent: map[topo.Link]int{topo.LinkClientLAN: 5}}})
-	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	e.startClient(t)
+	e, _, _ := newEnvWithDevices(t, envOptions{topo: topo.Options{DropPercent: map[topo.Link]int{topo.LinkClientLAN: 5}}})
 	if err := fetch(e.tp.Client, e.data, &transfer{size: tenMB, seed: 3}); err != nil {
 		t.Fatal(err)
 	}

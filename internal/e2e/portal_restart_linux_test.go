@@ -18,18 +18,16 @@ import (
 func TestPortalRestartNewTransfer(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	g := e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	c := e.startClient(t)
+	e, g, c := newEnvWithDevices(t, envOptions{})
 	if err := fetch(e.tp.Client, e.data, &transfer{size: 1 << 20, seed: 50}); err != nil {
 		t.Fatal(err)
 	}
-	e.portal.kill(t)
+	e.portal.Kill(t)
 	time.Sleep(30 * time.Second)
-	gm, cm := g.mark(), c.mark()
+	gm, cm := g.Mark(), c.Mark()
 	e.startPortal(t)
-	g.waitLogSince(t, gm, "portal init applied")
-	c.waitLogSince(t, cm, "portal init applied")
+	g.WaitLogSince(t, gm, "portal init applied")
+	c.WaitLogSince(t, cm, "portal init applied")
 	if err := fetch(e.tp.Client, e.data, &transfer{size: 1 << 20, seed: 55, total: time.Minute}); err != nil {
 		addr, _ := e.tp.Client.Run(context.Background(), "ip", "-br", "addr", "show", "tun-fz")
 		croutes, _ := e.tp.Client.Run(context.Background(), "ip", "route", "show", "dev", "tun-fz")

@@ -2,15 +2,13 @@ package e2e
 
 import (
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/gozone/gozone/examples/portal/relay"
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/testproc"
 	"github.com/gozone/gozone/internal/topo"
 )
 
@@ -19,11 +17,11 @@ import (
 // its channels). It is restartable on the same address with the same
 // secret, so credentials minted before a restart stay valid.
 type relayHost struct {
-	tp      *topo.Topology
-	cfgPath string
-	addr    netip.AddrPort
-	p       *proc
-	runs    int
+	tp   *topo.Topology
+	cfg  string // the relay's portal configuration (YAML)
+	addr netip.AddrPort
+	p    *proc
+	runs int
 }
 
 // externalRelay starts the relay and returns the relays section for the
@@ -33,17 +31,13 @@ func externalRelay(t *testing.T, tp *topo.Topology) (*relayHost, string) {
 	t.Helper()
 	buildBinaries(t)
 	r := &relayHost{tp: tp, addr: netip.AddrPortFrom(tp.Relay.IPv4, 3478)}
-	cfg := `
+	r.cfg = `
 account: {slug: relayonly}
 sites:
   - {name: none, gateway_tokens: ["gw-token-relay-only-0123456"]}
 relays:
   builtin: {enabled: true, public_ip: ` + tp.Relay.IPv4.String() + `, secret: "` + relaySecret + `"}
 `
-	r.cfgPath = filepath.Join(t.TempDir(), "relay.yaml")
-	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	r.start(t)
 	user, pass := relay.Credentials(relaySecret, "gozone-e2e-relay-user", relay.GatewayCredentialExpiry)
 	section := "  builtin: {enabled: false}\n" +
@@ -55,10 +49,12 @@ relays:
 func (r *relayHost) start(t *testing.T) {
 	t.Helper()
 	r.runs++
-	cmd := exec.Command(bins.portal, "--config", r.cfgPath, "--listen", netip.AddrPortFrom(r.tp.Relay.IPv4, portalPort).String(),
-		"--relay-listen", r.addr.String())
-	r.p = start(t, r.tp.Relay.NS, "relay#"+strconv.Itoa(r.runs), cmd)
-	r.p.waitLog(t, "relay listening")
+	r.p = wrap(testproc.StartPortal(t, testproc.Portal{
+		Name: "relay#" + strconv.Itoa(r.runs), Config: r.cfg,
+		Listen: netip.AddrPortFrom(r.tp.Relay.IPv4, portalPort), RelayListen: r.addr,
+		In: r.tp.Relay.NS,
+	}))
+	r.p.WaitLog(t, "relay listening")
 }
 
 // TestRelayRestart: both sites behind symmetric NATs, so the connection
@@ -81,7 +77,7 @@ func TestRelayRestart(t *testing.T) {
 	x := &transfer{size: tenMB, seed: 10, rate: 300 << 10}
 	res := fetchAsync(e.tp.Client, e.data, x)
 	waitBytes(t, x, 1<<20)
-	r.p.kill(t)
+	r.p.Kill(t)
 	killed := time.Now()
 	time.Sleep(2 * time.Second)
 	r.start(t)
