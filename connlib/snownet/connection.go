@@ -355,7 +355,7 @@ func (n *Node) tick() time.Duration {
 	}
 	for _, c := range failed {
 		n.removeLocked(c)
-		n.events.push(Event{Kind: EventConnectionFailed, Peer: c.id, Reason: c.lc.failReason})
+		n.events.push(Event{Kind: EventConnectionFailed, Peer: c.id, Reason: c.lc.failReason, Active: c.lc.established && !c.lc.idle})
 	}
 	n.mu.Unlock()
 	return next

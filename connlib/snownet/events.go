@@ -50,6 +50,11 @@ type Event struct {
 	Candidate string
 	Path      PathKind
 	Reason    string
+	// Active, on EventConnectionFailed, says the connection was
+	// established and not idle when it failed: it carried traffic within
+	// IdleTimeout, so the caller may want it back at once rather than on
+	// the next packet (a TCP receiver has nothing to send).
+	Active bool
 }
 
 // eventQueue is an unbounded FIFO drained into a channel by one goroutine,

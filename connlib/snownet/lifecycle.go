@@ -74,6 +74,10 @@ func (l *lifecycle) iceFailedNow()        { l.iceFailed = true }
 func (l *lifecycle) iceRecovered()        { l.disconnectedAt = time.Time{} }
 func (l *lifecycle) activity(t time.Time) { l.lastActivity, l.idle = t, false }
 
+// pathDown reports whether ICE has lost the path (Disconnected, maybe
+// within the grace period, or Failed).
+func (l *lifecycle) pathDown() bool { return l.iceFailed || !l.disconnectedAt.IsZero() }
+
 func (l *lifecycle) iceDisconnected(now time.Time) {
 	if l.disconnectedAt.IsZero() {
 		l.disconnectedAt = now

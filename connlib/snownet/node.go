@@ -251,7 +251,11 @@ func (n *Node) UpsertConnection(p ConnParams) error {
 	}
 	now := n.clock.Now()
 	if old := n.conns[p.Peer]; old != nil {
-		if old.params.sameSession(p) {
+		// A connection whose ICE is disconnected is replaced even with
+		// identical parameters: the peer re-asks after its side failed,
+		// with a new agent, and pion's controlled agent never moves off a
+		// selected pair, so the old agent would cling to the dead path.
+		if old.params.sameSession(p) && !old.lc.pathDown() {
 			err := n.reuseLocked(old, p, now)
 			n.mu.Unlock()
 			return err
