@@ -58,6 +58,7 @@ func (s *clientState) onJoined() {
 	for _, rid := range s.c.pending.Resources() {
 		s.onIntent(rid)
 	}
+	s.reconnectOnJoin()
 }
 
 func (s *clientState) onAuthorizationCreated(a *portal.AuthorizationCreated) {
@@ -244,11 +245,17 @@ func (s *clientState) onNodeEvent(ev snownet.Event) {
 		}
 		s.sendDueAssignments()
 	case snownet.EventConnectionFailed, snownet.EventConnectionClosed:
-		if s.gateways[ev.Peer] == nil {
+		gw := s.gateways[ev.Peer]
+		if gw == nil {
 			return
 		}
 		s.log.Info("connection to gateway ended", zap.String("gateway", ev.Peer), zap.Stringer("event", ev.Kind), zap.String("reason", ev.Reason))
+		var again []routing.ResourceID
+		if ev.Kind == snownet.EventConnectionFailed && ev.Active && gw.connected {
+			again = s.gatewayResourceIDs(gw)
+		}
 		s.dropGateway(ev.Peer)
+		s.reconnect(again, "connection failed")
 	case snownet.EventNoRelays:
 		if err := s.session.Send(portal.EventNoRelays, portal.Empty{}); err != nil {
 			s.log.Debug("sending no_relays", zap.Error(err))
@@ -298,6 +305,7 @@ func (s *clientState) flush(rid routing.ResourceID) {
 // closed, new key, sockets rebound, portal reconnected with the new key.
 func (s *clientState) reset(reason string) {
 	s.log.Info("resetting the tunnel", zap.String("reason", reason))
+	again := s.activeGatewayResources()
 	for _, gid := range clientSortedKeys(s.gateways) {
 		s.dropGateway(gid)
 	}
@@ -309,4 +317,5 @@ func (s *clientState) reset(reason string) {
 	if err := s.startPortal(); err != nil {
 		s.log.Error("reconnecting to the portal", zap.Error(err))
 	}
+	s.reconnect(again, "reset") // sent once the portal is joined again
 }

@@ -163,6 +163,16 @@ func (p *clientPending) AllowRequest(rid routing.ResourceID) {
 	p.mu.Unlock()
 }
 
+// MarkRequested records that an authorization request for rid was just
+// sent without a packet (an eager reconnection), so packets arriving
+// meanwhile do not ask again within the interval.
+func (p *clientPending) MarkRequested(rid routing.ResourceID) {
+	now := p.clock.Now()
+	p.mu.Lock()
+	p.lastReq[rid] = now
+	p.mu.Unlock()
+}
+
 // Expire drops queues nothing was added to for maxAge and forgets old
 // request times, so targets that never connect do not hold memory.
 func (p *clientPending) Expire(maxAge time.Duration) int {

@@ -53,6 +53,9 @@ type clientState struct {
 	active     map[clientTarget]bool
 	heldCands  map[string][]string // gateway id → candidates that came before the connection
 	failures   map[string]string   // resource id → last authorization_creation_failed reason
+	// reconnectWanted: resources to ask for on the next join
+	// (client_reconnect.go).
+	reconnectWanted map[routing.ResourceID]bool
 
 	// Bypass of the internet resource (client_bypass.go).
 	relayIPs   []netip.Addr
