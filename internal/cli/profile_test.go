@@ -17,11 +17,19 @@ import (
 // Go allows one CPU profile per process, so these tests do not run in
 // parallel.
 
-// burn uses some CPU so that a profile has samples.
+// burn uses 300 ms of CPU (not wall time: the machine may be loaded) so
+// that a profile sampling at 100 Hz surely has samples in it; bounded by
+// 30 s of wall time.
 func burn() uint64 {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	var x uint64 = 1
-	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); {
-		for i := 0; i < 1e5; i++ {
+	start, deadline := cpu(), time.Now().Add(30*time.Second)
+	for cpu()-start < 300*time.Millisecond && time.Now().Before(deadline) {
+		for i := 0; i < 1e6; i++ {
 			x = x*6364136223846793005 + 1442695040888963407
 		}
 	}
