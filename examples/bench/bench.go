@@ -131,6 +131,9 @@ type report struct {
 	TunnelMTU int            `json:"tunnel_mtu"`
 	CPUs      int            `json:"cpus"`
 	Kernel    string         `json:"kernel"`
+	// Tree is the gozone checkout the binaries were built from: HEAD and
+	// how many files differ from it (others' work in progress included).
+	Tree string `json:"tree,omitempty"`
 	Tests     []test         `json:"tests"`
 	Paths     []*benchPath   `json:"paths"`
 	Results   []*cell        `json:"results"`
@@ -206,6 +209,7 @@ func run(t testing.TB, cfg config) (*report, error) {
 	}
 
 	root := moduleRoot()
+	rep.Tree = treeState(ctx, root)
 	missing := gozoneMissing(root)
 	wantGozone := false
 	for _, g := range gozonePathNames {
@@ -414,4 +418,26 @@ func kernel() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// treeState describes the checkout ("" when git cannot say).
+func treeState(ctx context.Context, root string) string {
+	if root == "" {
+		return ""
+	}
+	head, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	st, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--untracked-files=normal").Output()
+	if err != nil {
+		return ""
+	}
+	n := 0
+	for _, l := range strings.Split(string(st), "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
+		}
+	}
+	return fmt.Sprintf("%s + %d uncommitted/untracked paths", strings.TrimSpace(string(head)), n)
 }

@@ -12,6 +12,9 @@ import (
 func printTable(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "gozone bench: mode=%s, %d round(s) of %.0fs per path and test, tunnel MTU %d, %d CPUs, kernel %s\n",
 		rep.Mode, rep.Rounds, rep.DurationS, rep.TunnelMTU, rep.CPUs, rep.Kernel)
+	if rep.Tree != "" {
+		fmt.Fprintf(w, "built from %s\n", rep.Tree)
+	}
 	fmt.Fprintf(w, "elapsed %.0fs; CPU steal over the whole run %.1f%%; figures are received Gbit/s (CPU steal %% / busy %% of all CPUs during that run)\n\n", rep.ElapsedS, rep.StealTotal)
 
 	fmt.Fprintln(w, "paths:")
