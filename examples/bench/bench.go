@@ -122,22 +122,22 @@ type setupResult struct {
 }
 
 type report struct {
-	Mode      string         `json:"mode"`
-	Started   time.Time      `json:"started"`
-	ElapsedS  float64        `json:"elapsed_s"`
-	DurationS float64        `json:"run_duration_s"`
-	Rounds    int            `json:"rounds"`
-	UDPRate   string         `json:"udp_rate"`
-	TunnelMTU int            `json:"tunnel_mtu"`
-	CPUs      int            `json:"cpus"`
-	Kernel    string         `json:"kernel"`
+	Mode      string    `json:"mode"`
+	Started   time.Time `json:"started"`
+	ElapsedS  float64   `json:"elapsed_s"`
+	DurationS float64   `json:"run_duration_s"`
+	Rounds    int       `json:"rounds"`
+	UDPRate   string    `json:"udp_rate"`
+	TunnelMTU int       `json:"tunnel_mtu"`
+	CPUs      int       `json:"cpus"`
+	Kernel    string    `json:"kernel"`
 	// Tree is the gozone checkout the binaries were built from: HEAD and
 	// how many files differ from it (others' work in progress included).
-	Tree string `json:"tree,omitempty"`
-	Tests     []test         `json:"tests"`
-	Paths     []*benchPath   `json:"paths"`
-	Results   []*cell        `json:"results"`
-	Setup     []*setupResult `json:"setup"`
+	Tree    string         `json:"tree,omitempty"`
+	Tests   []test         `json:"tests"`
+	Paths   []*benchPath   `json:"paths"`
+	Results []*cell        `json:"results"`
+	Setup   []*setupResult `json:"setup"`
 	// SetupSkipped: --setup=false; PathsSelected: --paths (empty: all).
 	SetupSkipped  bool     `json:"setup_skipped,omitempty"`
 	PathsSelected []string `json:"paths_selected,omitempty"`
