@@ -27,8 +27,10 @@ func TestClientReset(t *testing.T) {
 	tc.c.Reset("test")
 	deadline := time.Now().Add(clientWait)
 	for {
+		// The key first: a status read before it could predate the reset.
+		changed := tc.c.PublicKey() != oldKey
 		st := tc.c.Status()
-		if tc.c.PublicKey() != oldKey && st.PortalConnected && len(st.Gateways) == 1 && st.Gateways[0].Connected {
+		if changed && len(gw.clientKeys()) == 2 && st.PortalConnected && len(st.Gateways) == 1 && st.Gateways[0].Connected {
 			break
 		}
 		if time.Now().After(deadline) {
