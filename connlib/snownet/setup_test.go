@@ -94,3 +94,36 @@ func TestHandshakePollDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestReupsertReplacesDisconnected: identical parameters reuse a healthy
+// connection (the gateway gets create_authorization for every resource),
+// but replace one whose ICE lost its path: the peer re-asks after its own
+// side failed, with a new agent, and pion's controlled agent would never
+// move off the dead selected pair.
+func TestReupsertReplacesDisconnected(t *testing.T) {
+	a := newTestPeer(t, "alice", "10.0.0.1", nil)
+	b := newTestPeer(t, "bob", "10.0.0.2", nil)
+	connectPair(t, a, b)
+	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
+	agent := func() *iceSession {
+		b.node.mu.Lock()
+		defer b.node.mu.Unlock()
+		return b.node.conns["alice"].ice
+	}
+	first := agent()
+	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
+		t.Fatal(err)
+	}
+	if agent() != first {
+		t.Fatal("a healthy connection was replaced by an identical upsert")
+	}
+	b.node.mu.Lock()
+	b.node.conns["alice"].lc.iceDisconnected(b.node.clock.Now())
+	b.node.mu.Unlock()
+	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
+		t.Fatal(err)
+	}
+	if agent() == first {
+		t.Fatal("a disconnected connection was reused")
+	}
+}
