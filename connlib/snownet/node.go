@@ -57,7 +57,9 @@ type Config struct {
 	// Clock drives the lifecycle timers; nil means the system clock.
 	Clock Clock
 	// TickInterval is how often the lifecycle timers are evaluated
-	// (default 100 ms).
+	// (default 100 ms); while a nominated connection waits for its
+	// WireGuard handshake, WireGuard is polled more often (from every 2 ms,
+	// backing off; see handshakePollDelay).
 	TickInterval time.Duration
 	// PionTURN goes back to pion's own TURN client, one allocation and
 	// one socket per agent, with relayed WireGuard moved through the
