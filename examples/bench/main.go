@@ -16,6 +16,8 @@
 //	go run ./examples/bench --short    # each path briefly; exit 1 if one carries nothing
 //	go run ./examples/bench --json     # one JSON object with every figure
 //	go run ./examples/bench --paths wireguard-go,gozone-relayed --setup=false
+//	go run ./examples/bench --profile DIR   # CPU profiles of gozone's processes (profile.go)
+//	go run ./examples/bench --table FILE    # the table of a report saved with --json
 //
 // gozone's own paths (direct with 1 and 2 gateway TUN queues, relayed, each
 // with the development portal and its TURN relay; see gozone.go) are built
