@@ -161,8 +161,26 @@ func (a *turnAlloc) allocationLifetime() time.Duration {
 }
 
 // allocate creates the allocation (UDP), authenticating with the relay's
-// realm and nonce after its first 401.
+// realm and nonce after its first 401. A relay that still holds an
+// allocation on our 5-tuple answers 437 (Allocation Mismatch): that is our
+// own from before a crash or restart of this process on the same port
+// (nobody else sends from our address), so it is deleted (REFRESH with
+// LIFETIME 0, authenticated) and the allocation retried once, as Firezone
+// does (reference §2.5).
 func (a *turnAlloc) allocate(ctx context.Context) error {
+	err := a.allocateOnce(ctx)
+	if !isAllocMismatch(err) {
+		return err
+	}
+	a.log.Info("turn relay holds an old allocation on our address; deleting it", zap.Stringer("relay", a.server()))
+	if derr := a.deleteRemote(ctx); derr != nil {
+		return fmt.Errorf("%w (deleting the old allocation: %v)", err, derr)
+	}
+	return a.allocateOnce(ctx)
+}
+
+// allocateOnce sends one ALLOCATE transaction (with its 401/438 retries).
+func (a *turnAlloc) allocateOnce(ctx context.Context) error {
 	res, err := a.do(ctx, stun.MethodAllocate, func(m *stun.Message) {
 		m.Add(stun.AttrRequestedTransport, []byte{17, 0, 0, 0}) // UDP
 	})
@@ -182,6 +200,20 @@ func (a *turnAlloc) allocate(ctx context.Context) error {
 	}
 	a.lifetime = lifetimeOf(res)
 	return nil
+}
+
+// deleteRemote deletes whatever allocation the relay holds on our 5-tuple
+// (REFRESH with LIFETIME 0), whether or not we know its address.
+func (a *turnAlloc) deleteRemote(ctx context.Context) error {
+	_, err := a.do(ctx, stun.MethodRefresh, func(m *stun.Message) {
+		m.Add(stun.AttrLifetime, []byte{0, 0, 0, 0})
+	})
+	return err
+}
+
+func isAllocMismatch(err error) bool {
+	var te *TURNError
+	return errors.As(err, &te) && te.Code == stun.CodeAllocMismatch
 }
 
 // refresh extends the allocation by lifetime (0 deletes it).
@@ -375,16 +407,19 @@ func (a *turnAlloc) reallocate(ctx context.Context) error {
 	old := a.relayed
 	a.relayed = netip.AddrPort{}
 	a.mu.Unlock()
-	if err := a.allocate(ctx); err != nil {
-		var te *TURNError
-		if errors.As(err, &te) && te.Code == stun.CodeAllocMismatch && old.IsValid() {
-			// The relay still has an allocation on our 5-tuple: ours
-			// (only the check was lost), so keep it.
-			a.mu.Lock()
-			a.relayed = old
-			a.mu.Unlock()
-			return nil
-		}
+	err := a.allocateOnce(ctx)
+	if isAllocMismatch(err) && old.IsValid() {
+		// The relay still has an allocation on our 5-tuple: ours (only
+		// the check was lost), so keep it.
+		a.mu.Lock()
+		a.relayed = old
+		a.mu.Unlock()
+		return nil
+	}
+	if isAllocMismatch(err) {
+		err = a.allocate(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	for _, p := range peers {

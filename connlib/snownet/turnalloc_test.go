@@ -174,23 +174,36 @@ func TestTURNAllocChannelDataRoundTrip(t *testing.T) {
 	}
 }
 
-// TestTURNAllocMismatch shows why the allocation must be shared: a relay
-// refuses a second allocation on the same 5-tuple with 437.
-func TestTURNAllocMismatch(t *testing.T) {
+// TestTURNAllocMismatchAfterCrash: a relay refuses a second allocation on
+// one 5-tuple with 437. A fresh client on the same address (our process
+// restarted on the same port while the relay kept the old allocation)
+// deletes the old allocation and gets a new one; the old client's
+// allocation is then gone.
+func TestTURNAllocMismatchAfterCrash(t *testing.T) {
 	srv := startTURN(t)
 	s := newSharedSock(t, testRelay(srv), nil)
 	ctx := ctxT(t, 20*time.Second)
 	if err := s.alloc.allocate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	second := newTURNAlloc(s.alloc.cfg)
-	// Route the second client's answers too: swap the handler.
-	s.alloc, second = second, s.alloc
-	err := s.alloc.allocate(ctx)
-	s.alloc = second
+	crashed := s.alloc
+	// The restarted process: a new client on the same socket, which now
+	// gets the relay's answers.
+	s.alloc = newTURNAlloc(crashed.cfg)
 	var te *TURNError
-	if !errors.As(err, &te) || te.Code != stun.CodeAllocMismatch {
-		t.Fatalf("second allocate on one 5-tuple: %v, want 437", err)
+	if err := s.alloc.allocateOnce(ctx); !errors.As(err, &te) || te.Code != stun.CodeAllocMismatch {
+		t.Fatalf("second ALLOCATE on one 5-tuple: %v, want 437", err)
+	}
+	if err := s.alloc.allocate(ctx); err != nil {
+		t.Fatalf("allocate after a crash (relay answers 437): %v", err)
+	}
+	if !s.alloc.relayedAddr().IsValid() {
+		t.Fatal("no relayed address")
+	}
+	// The new allocation works: a channel can be bound on it.
+	peer := netip.MustParseAddrPort("127.0.0.1:9")
+	if _, err := s.alloc.bindChannel(ctx, peer); err != nil {
+		t.Fatalf("channel bind on the new allocation: %v", err)
 	}
 }
 
