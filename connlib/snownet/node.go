@@ -255,8 +255,9 @@ func (n *Node) UpsertConnection(p ConnParams) error {
 	if old := n.conns[p.Peer]; old != nil {
 		// A connection whose ICE is disconnected is replaced even with
 		// identical parameters: the peer re-asks after its side failed,
-		// with a new agent, and pion's controlled agent never moves off a
-		// selected pair, so the old agent would cling to the dead path.
+		// with a new agent, while ours holds a dead selected pair, pairs
+		// pion gave up on, and a disconnect timer that would tear the
+		// connection down again just as the peer's new agent reaches it.
 		if old.params.sameSession(p) && !old.lc.pathDown() {
 			err := n.reuseLocked(old, p, now)
 			n.mu.Unlock()

@@ -98,8 +98,8 @@ func TestHandshakePollDelay(t *testing.T) {
 // TestReupsertReplacesDisconnected: identical parameters reuse a healthy
 // connection (the gateway gets create_authorization for every resource),
 // but replace one whose ICE lost its path: the peer re-asks after its own
-// side failed, with a new agent, and pion's controlled agent would never
-// move off the dead selected pair.
+// side failed, with a new agent, while ours holds a dead pair and a
+// disconnect timer.
 func TestReupsertReplacesDisconnected(t *testing.T) {
 	a := newTestPeer(t, "alice", "10.0.0.1", nil)
 	b := newTestPeer(t, "bob", "10.0.0.2", nil)
