@@ -35,6 +35,13 @@ type benchTun struct {
 	sent atomic.Uint64 // packets generated
 	recv atomic.Uint64 // packets written by WireGuard
 
+	// rate, if set, paces Read at rate packets per second in bursts of at
+	// most paceBurst (a flow below the relay's capacity, so that the CPU
+	// per packet is not inflated by packets the relay drops).
+	rate     float64
+	paceFrom time.Time
+	paceSent uint64
+
 	mu     sync.Mutex
 	target uint64
 	first  time.Time
@@ -72,7 +79,10 @@ func ipv4UDP(src, dst netip.Addr, size int) []byte {
 	return p
 }
 
+const paceBurst = 32
+
 func (t *benchTun) start() {
+	t.paceFrom, t.paceSent = time.Now(), 0
 	t.on.Store(true)
 	select {
 	case t.wake <- struct{}{}:
@@ -90,11 +100,23 @@ func (t *benchTun) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			return 0, os.ErrClosed
 		}
 	}
-	for i := range bufs {
+	n := len(bufs)
+	if t.rate > 0 {
+		for {
+			due := int(time.Since(t.paceFrom).Seconds()*t.rate) - int(t.paceSent)
+			if due > 0 {
+				n = min(n, due, paceBurst)
+				break
+			}
+			time.Sleep(time.Duration(float64(time.Second) / t.rate))
+		}
+		t.paceSent += uint64(n)
+	}
+	for i := range bufs[:n] {
 		sizes[i] = copy(bufs[i][offset:], t.pkt)
 	}
-	t.sent.Add(uint64(len(bufs)))
-	return len(bufs), nil
+	t.sent.Add(uint64(n))
+	return n, nil
 }
 
 // expect arms the receive counter: the returned channel closes when n
@@ -155,6 +177,7 @@ func runThroughput(b *testing.B, src, dst *benchTun) {
 	sent0 := src.sent.Load()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	src.start()
 	select {
 	case <-done:
@@ -162,6 +185,7 @@ func runThroughput(b *testing.B, src, dst *benchTun) {
 		b.Fatalf("only %d of %d packets delivered", dst.recv.Load(), b.N)
 	}
 	src.stop()
+	cpu := processCPU() - cpu0
 	b.StopTimer()
 	dst.mu.Lock()
 	elapsed := dst.last.Sub(dst.first)
@@ -174,6 +198,14 @@ func runThroughput(b *testing.B, src, dst *benchTun) {
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N), "ns/pkt")
 	if sent > 0 {
 		b.ReportMetric(1-float64(b.N)/float64(sent), "packet-loss")
+	}
+	// CPU of this process (both Nodes, and the relay unless it runs in a
+	// child) per packet delivered and per packet sent.
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/rcvd")
+		if sent > 0 {
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(sent), "cpu-ns/sent")
+		}
 	}
 }
 
@@ -204,8 +236,8 @@ func BenchmarkThroughput(b *testing.B) {
 	// (the default shared-socket TURN, ChannelData framed in the Bind's batches). Both
 	// go through the same in-process pion/turn server, which relays one
 	// packet per syscall and bounds both.
-	b.Run("gozone-relayed", func(b *testing.B) { benchRelayed(b, ipA, ipB, false) })
-	b.Run("gozone-relayed-shared", func(b *testing.B) { benchRelayed(b, ipA, ipB, true) })
+	b.Run("gozone-relayed", func(b *testing.B) { benchRelayed(b, ipA, ipB, relayedOpts{}) })
+	b.Run("gozone-relayed-shared", func(b *testing.B) { benchRelayed(b, ipA, ipB, relayedOpts{shared: true}) })
 }
 
 // BenchmarkRelayedPaths alternates the two relayed paths in pairs
@@ -214,21 +246,77 @@ func BenchmarkThroughput(b *testing.B) {
 func BenchmarkRelayedPaths(b *testing.B) {
 	ipA, ipB := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	for i := 1; i <= 3; i++ {
-		b.Run(fmt.Sprintf("pair%d/pion", i), func(b *testing.B) { benchRelayed(b, ipA, ipB, false) })
-		b.Run(fmt.Sprintf("pair%d/shared", i), func(b *testing.B) { benchRelayed(b, ipA, ipB, true) })
+		b.Run(fmt.Sprintf("pair%d/pion", i), func(b *testing.B) { benchRelayed(b, ipA, ipB, relayedOpts{}) })
+		b.Run(fmt.Sprintf("pair%d/shared", i), func(b *testing.B) { benchRelayed(b, ipA, ipB, relayedOpts{shared: true}) })
 	}
 }
 
-func benchRelayed(b *testing.B, ipA, ipB netip.Addr, shared bool) {
-	srv := startTURN(b)
+// BenchmarkOurCPU measures the Nodes' own CPU per packet (cpu-ns/rcvd and
+// cpu-ns/sent) on the direct path and on the shared-socket relayed path
+// with StdNetBind's receive and with the Bind's batched receive, the relay
+// running in a child process so its CPU is not counted. The three
+// alternate in pairs: go test -run XXX -bench OurCPU -benchtime 100000x.
+func BenchmarkOurCPU(b *testing.B) {
+	ipA, ipB := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	for i := 1; i <= 3; i++ {
+		for _, std := range []bool{true, false} {
+			name := "batched"
+			if std {
+				name = "std"
+			}
+			b.Run(fmt.Sprintf("pair%d/direct-%s", i, name), func(b *testing.B) {
+				src, dst := newBenchTun(ipA, ipB, benchPacketSize), newBenchTun(ipB, ipA, benchPacketSize)
+				src.rate = benchPaceRate()
+				a := newTestPeer(b, "alice", ipA.String(), func(c *Config) { c.Tun = src; c.Bind.StdReceive = std })
+				p := newTestPeer(b, "bob", ipB.String(), func(c *Config) { c.Tun = dst; c.Bind.StdReceive = std })
+				connectPair(b, a, p)
+				if ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout); ev.Path != PathDirect {
+					b.Fatalf("path %v", ev.Path)
+				}
+				runThroughput(b, src, dst)
+			})
+			b.Run(fmt.Sprintf("pair%d/relayed-%s", i, name), func(b *testing.B) {
+				benchRelayed(b, ipA, ipB, relayedOpts{shared: true, childRelay: true, stdReceive: std, rate: benchPaceRate()})
+			})
+		}
+	}
+}
+
+type relayedOpts struct {
+	shared     bool // TURN on the shared socket (else pion's per-agent client)
+	childRelay bool // the TURN server runs in a child process
+	stdReceive bool // StdNetBind's receive instead of the batched reader
+	rate       float64
+}
+
+// benchPaceRate is the packet rate of BenchmarkOurCPU: env
+// SNOWNET_BENCH_PPS, default 10000 (112 Mbit/s, below what pion/turn's
+// server relays on a loaded 2-core machine).
+func benchPaceRate() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("SNOWNET_BENCH_PPS"), 64); err == nil && v > 0 {
+		return v
+	}
+	return 10000
+}
+
+func benchRelayed(b *testing.B, ipA, ipB netip.Addr, o relayedOpts) {
+	shared := o.shared
+	var srv netip.AddrPort
+	if o.childRelay {
+		srv = startTURNProcess(b)
+	} else {
+		srv = startTURN(b)
+	}
 	relayOnly := func(t *benchTun) func(c *Config) {
 		return func(c *Config) {
 			c.Tun = t
 			c.DisableHostCandidates, c.DisableSrflxCandidates = true, true
 			c.PionTURN = !shared
+			c.Bind.StdReceive = o.stdReceive
 		}
 	}
 	src, dst := newBenchTun(ipA, ipB, benchPacketSize), newBenchTun(ipB, ipA, benchPacketSize)
+	src.rate = o.rate
 	a := newTestPeer(b, "alice", ipA.String(), relayOnly(src))
 	p := newTestPeer(b, "bob", ipB.String(), relayOnly(dst))
 	for _, tp := range []*testPeer{a, p} {

@@ -48,6 +48,9 @@ type BindConfig struct {
 	// queues (default 2048, enough for a 1420-byte MTU plus WireGuard's 32
 	// bytes); larger ones are dropped and counted as Unknown.
 	MaxPacketSize int
+	// StdReceive keeps StdNetBind's own receive functions instead of the
+	// Bind's batched reader (Linux): for comparisons and as a fallback.
+	StdReceive bool
 	// Logger; nil means no logging.
 	Logger *zap.Logger
 }
@@ -96,6 +99,11 @@ type Bind struct {
 	// turn maps relay addresses to the shared TURN allocations on this
 	// socket (the default; see Config.PionTURN); nil or empty without them.
 	turn atomic.Pointer[map[netip.AddrPort]*turnProxy]
+	// readers replace StdNetBind's receive on its sockets (Linux; see
+	// data_linux.go); guarded by mu.
+	readers []*batchReader
+	// StdReceive keeps StdNetBind's own receive functions (BindConfig).
+	stdReceive bool
 
 	nWireGuard, nSTUN, nSTUNDropped, nChannelData, nUnknown atomic.Uint64
 	nRelayedIn, nRelayedOut, nNoPath                        atomic.Uint64
@@ -127,6 +135,8 @@ func NewBind(cfg BindConfig) *Bind {
 		sndbuf: cfg.SendBufferSize,
 		peers:  make(map[string]*peerEndpoint),
 		relay:  newRelayRing(relayRingSlots, cfg.MaxPacketSize),
+
+		stdReceive: cfg.StdReceive,
 	}
 }
 
@@ -144,6 +154,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	if _, ok := b.inner.(*conn.StdNetBind); ok {
 		setSocketBuffers(actual, b.rcvbuf, b.sndbuf, b.log)
+		fns = b.openReaders(actual, fns)
 	}
 	b.port = actual
 	b.closed = make(chan struct{})
@@ -163,6 +174,7 @@ func (b *Bind) Close() error {
 		close(b.closed)
 		b.closed = nil
 	}
+	b.closeReaders()
 	return b.inner.Close()
 }
 
@@ -314,9 +326,12 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 				wg++
 				continue
 			case KindSTUN:
-				if !b.relaySTUN(p, eps[i]) {
-					b.deliverSTUN(p, eps[i])
+				if tp := b.turnProxyFrom(eps[i]); tp != nil {
+					if tp.handleSTUN(p) {
+						break
+					}
 				}
+				b.deliverSTUN(p, eps[i])
 			case KindChannelData:
 				if tp := b.turnProxyFrom(eps[i]); tp != nil {
 					if b.unwrapTURN(tp, bufs, sizes, eps, i) {
@@ -413,13 +428,6 @@ func (b *Bind) turnProxyAt(ap netip.AddrPort) *turnProxy {
 		return nil
 	}
 	return (*m)[ap]
-}
-
-// relaySTUN gives a STUN message from a relay to its shared allocation if
-// it answers one of the allocation's requests.
-func (b *Bind) relaySTUN(p []byte, ep conn.Endpoint) bool {
-	tp := b.turnProxyFrom(ep)
-	return tp != nil && tp.handleSTUN(p)
 }
 
 // attachSTUN makes sc the only destination of received STUN (tests).
