@@ -45,7 +45,7 @@ func (n *Node) newMuxSlot() (*muxSlot, error) {
 	mux := ice.NewUniversalUDPMuxDefault(ice.UniversalUDPMuxParams{
 		Logger:  pionLoggerFactory{n.log}.NewLogger("udpmux"),
 		UDPConn: sc,
-		Net:     n.net,
+		Net:     muxNet{n.net},
 	})
 	return &muxSlot{sc: sc, mux: mux, ufrags: make(map[string]int)}, nil
 }
