@@ -316,6 +316,10 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
 		var wg, relayed uint64
+		// Datagrams from a relay are counted for its watchdog once per run
+		// of datagrams from the same relay, not per packet.
+		var fromRelay *turnProxy
+		var fromRelayN uint64
 		for i := 0; i < n; i++ {
 			if sizes[i] == 0 {
 				continue
@@ -327,6 +331,7 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 				continue
 			case KindSTUN:
 				if tp := b.turnProxyFrom(eps[i]); tp != nil {
+					fromRelay, fromRelayN = countRelay(fromRelay, fromRelayN, tp)
 					if tp.handleSTUN(p) {
 						break
 					}
@@ -334,6 +339,7 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 				b.deliverSTUN(p, eps[i])
 			case KindChannelData:
 				if tp := b.turnProxyFrom(eps[i]); tp != nil {
+					fromRelay, fromRelayN = countRelay(fromRelay, fromRelayN, tp)
 					if b.unwrapTURN(tp, bufs, sizes, eps, i) {
 						relayed++
 					}
@@ -351,8 +357,23 @@ func (b *Bind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
 		if relayed > 0 {
 			b.nRelayedIn.Add(relayed)
 		}
+		if fromRelay != nil {
+			fromRelay.rx.Add(fromRelayN)
+		}
 		return n, err
 	}
+}
+
+// countRelay counts one datagram from relay tp in a run (cur, n), flushing
+// the run's count to its relay when the relay changes.
+func countRelay(cur *turnProxy, n uint64, tp *turnProxy) (*turnProxy, uint64) {
+	if cur == tp {
+		return cur, n + 1
+	}
+	if cur != nil {
+		cur.rx.Add(n)
+	}
+	return tp, 1
 }
 
 func (b *Bind) deliverSTUN(p []byte, ep conn.Endpoint) {

@@ -128,6 +128,7 @@ func (b *Bind) sendTURN(p *path, bufs [][]byte) error {
 		binary.BigEndian.PutUint16(f[2:4], uint16(n))
 		tf.frames = append(tf.frames, f)
 	}
+	p.turn.tx.Add(1)
 	err := b.inner.Send(tf.frames, p.direct)
 	if err == nil {
 		b.nRelayedOut.Add(uint64(len(bufs)))

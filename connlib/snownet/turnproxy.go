@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v2"
@@ -59,6 +60,10 @@ type turnProxy struct {
 	refusedRealm func()
 	// data routes our channels to WireGuard peers (the Bind's data path).
 	data turnData
+	// rx counts datagrams from the relay, tx our sends of data to it (per
+	// batch); the watchdog (turn_watch.go) compares them.
+	rx, tx atomic.Uint64
+	watch  turnWatchConfig
 }
 
 func newTURNProxy(r Relay, send func([]byte, netip.AddrPort) error, log *zap.Logger) *turnProxy {
@@ -128,10 +133,14 @@ func (p *turnProxy) ensureAllocated() error {
 		if p.closed {
 			return
 		}
-		p.wg.Add(1)
+		p.wg.Add(2)
 		go func() {
 			defer p.wg.Done()
 			p.alloc.maintain(p.ctx)
+		}()
+		go func() {
+			defer p.wg.Done()
+			p.watchdog(p.ctx)
 		}()
 	})
 	return nil
@@ -226,6 +235,7 @@ func (p *turnProxy) sendToPeer(peer netip.AddrPort, payload []byte) error {
 	}
 	bp := framePool.Get().(*[]byte)
 	frame := AppendChannelData((*bp)[:0], num, payload)
+	p.tx.Add(1)
 	err := p.send(frame, p.server())
 	*bp = frame
 	framePool.Put(bp)
