@@ -181,8 +181,14 @@ func (a *turnAlloc) allocate(ctx context.Context) error {
 
 // allocateOnce sends one ALLOCATE transaction (with its 401/438 retries).
 func (a *turnAlloc) allocateOnce(ctx context.Context) error {
+	v6 := a.cfg.relay.Addr.Addr().Is6()
 	res, err := a.do(ctx, stun.MethodAllocate, func(m *stun.Message) {
 		m.Add(stun.AttrRequestedTransport, []byte{17, 0, 0, 0}) // UDP
+		if v6 {
+			// A relay reached over IPv6 relays for IPv6 peers: without
+			// this the relayed address would be IPv4 (RFC 8656 §7.1).
+			m.Add(stun.AttrRequestedAddressFamily, []byte{0x02, 0, 0, 0})
+		}
 	})
 	if err != nil {
 		return err

@@ -22,7 +22,13 @@ type sharedSock struct {
 
 func newSharedSock(t *testing.T, relay Relay, mod func(*turnAllocConfig)) *sharedSock {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newSharedSockOn(t, "udp4", net.IPv4(127, 0, 0, 1), relay, mod)
+}
+
+// newSharedSockOn is newSharedSock on a given network and loopback IP.
+func newSharedSockOn(t *testing.T, network string, ip net.IP, relay Relay, mod func(*turnAllocConfig)) *sharedSock {
+	t.Helper()
+	pc, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import "net/netip"
 func (n *Node) sharedTURN() bool { return !n.cfg.PionTURN }
 
 // syncProxiesLocked makes the shared TURN allocations (the default, see Config.PionTURN)
-// match the relay list: one proxy per IPv4 relay address (pion gathers
-// relay candidates over udp4 only), replaced when its credentials change
+// match the relay list: one proxy per relay address (IPv4 and IPv6),
+// replaced when its credentials change
 // or when all is set (the socket moved to a new port). Old proxies are
 // closed in the background (closing deletes the allocation, which waits
 // for the relay). The caller holds n.mu.
@@ -17,9 +17,12 @@ func (n *Node) syncProxiesLocked(all bool) {
 	}
 	want := make(map[netip.AddrPort]Relay)
 	for _, r := range n.relays {
-		if r.Addr.Addr().Is4() {
-			want[r.Addr] = r
-		}
+		// IPv6 relays too: an allocation on the IPv6 socket asks for an
+		// IPv6 relayed address. pion only asks for relay candidates on
+		// the TURN URLs ice.go gives it (IPv4 today); an unused proxy
+		// allocates nothing.
+		r.Addr = netip.AddrPortFrom(r.Addr.Addr().Unmap(), r.Addr.Port())
+		want[r.Addr] = r
 	}
 	next := make(map[netip.AddrPort]*turnProxy, len(want))
 	var old []*turnProxy
