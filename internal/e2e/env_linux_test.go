@@ -35,9 +35,12 @@ type env struct {
 	apiURL    string
 	portalAP  netip.AddrPort
 	cfg       string // the portal's configuration (YAML)
-	portal    *proc
+	portal    *testproc.Proc
 	data      netip.AddrPort
 	portalRun int
+	// gatewayBin and clientBin are the binaries under test
+	// (testproc.Build).
+	gatewayBin, clientBin string
 }
 
 // envOptions are the knobs of newEnv beyond the topology's.
@@ -51,14 +54,13 @@ type envOptions struct {
 // newEnv builds the topology, starts the portal and the transfer server.
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	buildBinaries(t)
 	return newEnvOn(t, topo.Build(t, o.topo), o)
 }
 
 // newEnvWithDevices is newEnv with the devices most tests use: gateway
 // "gw-1" (TUN tun-gw, extra flags gwArgs) on the gateway host, then a
 // client whose tunnel is up.
-func newEnvWithDevices(t *testing.T, o envOptions, gwArgs ...string) (e *env, gw, client *proc) {
+func newEnvWithDevices(t *testing.T, o envOptions, gwArgs ...string) (e *env, gw *gateway, client *testproc.Proc) {
 	t.Helper()
 	e = newEnv(t, o)
 	gw = e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw", gwArgs...)
@@ -69,8 +71,7 @@ func newEnvWithDevices(t *testing.T, o envOptions, gwArgs ...string) (e *env, gw
 // ignored).
 func newEnvOn(t *testing.T, tp *topo.Topology, o envOptions) *env {
 	t.Helper()
-	buildBinaries(t)
-	e := &env{tp: tp}
+	e := &env{tp: tp, gatewayBin: testproc.Build(t, testproc.GatewayPkg), clientBin: testproc.Build(t, testproc.ClientPkg)}
 	e.portalAP = netip.AddrPortFrom(tp.Portal.IPv4, portalPort)
 	e.apiURL = "ws://" + e.portalAP.String()
 	relays := o.relays
@@ -100,23 +101,23 @@ relays:
 func (e *env) startPortal(t *testing.T) {
 	t.Helper()
 	e.portalRun++
-	e.portal = wrap(testproc.StartPortal(t, testproc.Portal{
+	e.portal = testproc.StartPortal(t, testproc.Portal{
 		Name: "portal#" + strconv.Itoa(e.portalRun), Config: e.cfg,
 		Listen: e.portalAP, RelayListen: netip.AddrPortFrom(e.tp.Portal.IPv4, 3478),
 		In: e.tp.Portal.NS, From: e.tp.Client,
-	}))
+	})
 }
 
 // startGateway runs a gateway binary with the given id and TUN name in ns
 // and waits until the portal saw it join.
-func (e *env) startGateway(t *testing.T, ns *netns.NS, id, tun string, args ...string) *proc {
+func (e *env) startGateway(t *testing.T, ns *netns.NS, id, tun string, args ...string) *gateway {
 	t.Helper()
 	m := e.portal.Mark()
 	base := []string{"--tun-name", tun, "--masquerade", "--no-inc-buf", "--health-check-addr", "", "--tun-threads", "1", "--log-format", "json"}
-	cmd := exec.Command(bins.gateway, append(base, args...)...)
+	cmd := exec.Command(e.gatewayBin, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+gatewayToken,
 		"FIREZONE_ID="+id, "FIREZONE_NAME="+id)
-	g := start(t, ns, id, cmd)
+	g := &gateway{Proc: testproc.Start(t, ns, id, cmd)}
 	line := e.portal.WaitLogSince(t, m, "gateway joined", `"name": "`+id+`"`)
 	var f struct {
 		ID string `json:"gateway_id"`
@@ -130,25 +131,25 @@ func (e *env) startGateway(t *testing.T, ns *netns.NS, id, tun string, args ...s
 
 // startClient runs the client binary in the client namespace and waits
 // until its tunnel is up.
-func (e *env) startClient(t *testing.T, args ...string) *proc {
+func (e *env) startClient(t *testing.T, args ...string) *testproc.Proc {
 	t.Helper()
 	base := []string{"--log-format", "json", "--tun-name", "tun-fz", "--dns-control", "disabled"}
-	cmd := exec.Command(bins.client, append(base, args...)...)
+	cmd := exec.Command(e.clientBin, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "FIREZONE_API_URL="+e.apiURL, "FIREZONE_TOKEN="+clientToken,
 		"FIREZONE_ID=faults-client", "FIREZONE_NAME=faults-client")
-	c := start(t, e.tp.Client.NS, "client", cmd)
+	c := testproc.Start(t, e.tp.Client.NS, "client", cmd)
 	c.WaitLog(t, "tunnel is up")
 	return c
 }
 
 // status asks the client for its status (SIGUSR1, once a second) until a
 // "status: gateway" line has all of parts, and returns that line.
-func status(t *testing.T, c *proc, parts ...string) string {
+func status(t *testing.T, c *testproc.Proc, parts ...string) string {
 	t.Helper()
 	parts = append([]string{"status: gateway"}, parts...)
 	m := c.Mark()
 	var line string
-	err := testproc.Poll(wait, time.Second, func() error {
+	err := testproc.Poll(testproc.Timeout, time.Second, func() error {
 		var ok bool
 		if line, ok = c.Log.Find(m, parts...); ok {
 			return nil

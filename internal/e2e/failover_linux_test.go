@@ -49,8 +49,8 @@ func TestGatewayFailover(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	gw2 := addGatewayHost(t, e.tp)
-	gws := map[string]*proc{}
-	for _, g := range []*proc{e.startGateway(t, e.tp.Gateway.NS, "gw-a", "tun-gw"), e.startGateway(t, gw2, "gw-b", "tun-gw")} {
+	gws := map[string]*gateway{}
+	for _, g := range []*gateway{e.startGateway(t, e.tp.Gateway.NS, "gw-a", "tun-gw"), e.startGateway(t, gw2, "gw-b", "tun-gw")} {
 		gws[g.portalID] = g
 	}
 	c := e.startClient(t)

@@ -164,7 +164,7 @@ func TestRoaming(t *testing.T) {
 // waitBytes waits until the transfer has received at least n bytes.
 func waitBytes(t *testing.T, x *transfer, n uint64) {
 	t.Helper()
-	testproc.Eventually(t, wait, func() error {
+	testproc.Eventually(t, testproc.Timeout, func() error {
 		if got := x.got.Load(); got < n {
 			return fmt.Errorf("transfer stuck at %d bytes", got)
 		}

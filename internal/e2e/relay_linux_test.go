@@ -20,7 +20,7 @@ type relayHost struct {
 	tp   *topo.Topology
 	cfg  string // the relay's portal configuration (YAML)
 	addr netip.AddrPort
-	p    *proc
+	p    *testproc.Proc
 	runs int
 }
 
@@ -29,7 +29,6 @@ type relayHost struct {
 // long-lived credentials derived from the shared secret.
 func externalRelay(t *testing.T, tp *topo.Topology) (*relayHost, string) {
 	t.Helper()
-	buildBinaries(t)
 	r := &relayHost{tp: tp, addr: netip.AddrPortFrom(tp.Relay.IPv4, 3478)}
 	r.cfg = `
 account: {slug: relayonly}
@@ -49,11 +48,11 @@ relays:
 func (r *relayHost) start(t *testing.T) {
 	t.Helper()
 	r.runs++
-	r.p = wrap(testproc.StartPortal(t, testproc.Portal{
+	r.p = testproc.StartPortal(t, testproc.Portal{
 		Name: "relay#" + strconv.Itoa(r.runs), Config: r.cfg,
 		Listen: netip.AddrPortFrom(r.tp.Relay.IPv4, portalPort), RelayListen: r.addr,
 		In: r.tp.Relay.NS,
-	}))
+	})
 	r.p.WaitLog(t, "relay listening")
 }
 

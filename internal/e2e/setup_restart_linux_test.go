@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gozone/gozone/internal/netns"
+	"github.com/gozone/gozone/internal/testproc"
 	"github.com/gozone/gozone/internal/topo"
 )
 
@@ -62,18 +63,18 @@ func TestSetupQuickRestarts(t *testing.T) {
 	gw := e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
 	var times []time.Duration
 	for i := 0; i < rounds; i++ {
-		m := gw.mark()
+		m := gw.Mark()
 		c := e.startClient(t)
 		dt, err := setupProbe(e.tp.Client, echo, 20*time.Second)
 		if err != nil {
 			if d := os.Getenv("GOZONE_SETUP_DUMP"); d != "" {
-				_ = os.WriteFile(d+".gateway.log", []byte(gw.log.String()[m:]), 0o644)
-				_ = os.WriteFile(d+".client.log", []byte(c.log.String()), 0o644)
+				_ = os.WriteFile(d+".gateway.log", []byte(gw.Log.String()[m:]), 0o644)
+				_ = os.WriteFile(d+".client.log", []byte(c.Log.String()), 0o644)
 			}
-			t.Fatalf("round %d: %v (earlier set-up times %v)\ngateway log since the restart:\n%s", i, err, times, tail(gw.log.String()[m:], 80))
+			t.Fatalf("round %d: %v (earlier set-up times %v)\ngateway log since the restart:\n%s", i, err, times, testproc.Tail(gw.Log.String()[m:], 80))
 		}
 		times = append(times, dt)
-		if err := c.stop(); err != nil {
+		if err := c.Stop(); err != nil {
 			t.Fatalf("round %d: client exit: %v", i, err)
 		}
 	}
