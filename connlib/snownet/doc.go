@@ -15,18 +15,30 @@
 //
 // # Data path
 //
+// On Linux the Bind keeps StdNetBind's sockets, Send and socket options but
+// reads through a dup of each of its sockets (data_linux.go): up to 32
+// datagrams per recvmmsg into its own 64 KiB buffers, GRO super-datagrams
+// split across calls, source endpoints cached, no allocation per packet.
+// StdNetBind read only 2 datagrams per recvmmsg with GRO on and allocated
+// per datagram, i.e. per packet on the relayed path (relays forward packet
+// by packet). BindConfig.StdReceive (or SNOWNET_STD_RECEIVE=1) keeps
+// StdNetBind's receive for comparisons.
+//
 // Each received datagram is classified (Classify): WireGuard first (type
 // 1..4, three zero bytes, at least 32 bytes), then STUN, then TURN
 // ChannelData. WireGuard goes to the device; STUN goes to pion's
 // UniversalUDPMux through STUNConn and its slot is zeroed (answers to the
 // shared TURN allocations' own requests excepted); ChannelData from a known
 // relay is unwrapped (see below); anything else is dropped and counted
-// (BindStats). The mux's writes leave
-// through the same socket. pion's mux routes by local ufrag alone and the
-// portal's ufrags are only 4 characters, so the Node keeps a small pool of
+// (BindStats). The mux's writes leave through the same socket. pion's mux
+// routes by local ufrag alone and the portal's ufrags are only 4
+// characters, so the Node keeps a small pool of
 // muxes on the socket: an agent whose ufrag is taken goes to another one,
 // and the Bind routes STUN requests by USERNAME and responses to every mux
-// (see muxpool.go).
+// (see muxpool.go). With the wildcard socket the muxes list no loopback or
+// link-local addresses (setup_muxnet.go): those are never signalled, and
+// pion made a duplicate srflx candidate per listed address, which could
+// leave the controlled side without a selected pair.
 //
 // Endpoints are keyed by peer id: the Node configures each WireGuard peer
 // with endpoint=<peer id>, and the Bind keeps an atomic path per peer
@@ -37,9 +49,17 @@
 // the path appears (wireguard-go would otherwise wait 5 s to retry).
 //
 // TURN runs on the shared socket (Firezone's way): one allocation per
-// relay (turnalloc.go: long-term credentials, refresh at lifetime/2, a
-// keepalive check after 25 s of silence, re-allocation with the same
-// channel numbers when the relay lost it) and one channel per peer. pion
+// relay address, IPv4 or IPv6 (an IPv6 relay is asked for an IPv6 relayed
+// address), and one channel per peer. turnalloc.go: long-term credentials,
+// a 438 (stale nonce) retried with the new nonce, refresh at lifetime/2, a
+// check after 25 s of silence, re-allocation with the same channel numbers
+// when the relay lost the allocation (REFRESH answered 437 or not at all);
+// an ALLOCATE answered 437 (our own allocation from before a restart on
+// the same port) deletes it (REFRESH, LIFETIME 0) and retries once. A
+// watchdog (turn_watch.go) checks the allocation at once when we keep
+// sending through a relay that sent nothing back for 3 s (a live relayed
+// pair hears ICE keepalive answers every 2 s); when the relay is alive it
+// waits 15 s before checking again. pion
 // cannot take a relay candidate it did not gather, so each agent's TURN
 // client gets a virtual conn from AgentConfig.Net (turnvconn.go) and an
 // in-process proxy (turnproxy.go) answers it: its ALLOCATE gets the shared
@@ -67,12 +87,18 @@
 // "candidate:" strings (ParseCandidates normalises pion's form and skips
 // bad or non-UDP ones individually).
 //
+// ICE checks every 50 ms while connecting and keeps checking each pair
+// for 15 s (ICETimers; pion's 7 checks at 200 ms gave up on pairs behind
+// NATs before the slower side had sent its own checks).
+//
 // Lifecycle (Firezone's timers, evaluated on an injected Clock):
 // no remote candidate within CandidateTimeout (10 s) -> failed; ICE
 // Disconnected for DisconnectGrace (2 s) or ICE Failed -> failed; no
 // traffic for IdleTimeout (20 s) -> idle (reported in Stats); established
 // once the WireGuard handshake is done and a pair is nominated (the
-// controlling side starts the handshake on nomination). An upsert with
+// controlling side starts the handshake on nomination; wireguard-go has no
+// handshake callback, so its counters are polled every 2 ms after
+// nomination, backing off with age to TickInterval). An upsert with
 // identical parameters reuses the connection; any other change replaces
 // it. Reset closes every connection, rotates the WireGuard key and rebinds
 // the sockets on a new port, so the caller can reconnect to the portal with
@@ -103,7 +129,10 @@
 //     the in-process proxy (see above). A relay candidate whose allocation
 //     the relay lost (restart) stays stale in its agent until the
 //     connection is replaced; new agents get the re-created allocation.
-//   - Only IPv4 relay candidates (pion gathers TURN over udp4 only).
+//   - Only IPv4 relays give relay candidates: pion gathers TURN over udp4
+//     only, so ice.go gives it TURN URLs for IPv4 relays alone (IPv6
+//     relays still serve as STUN servers). Our side (allocation, proxy,
+//     data path) handles IPv6 relays.
 //   - Remote candidates cannot be removed from a running agent, and TURN
 //     servers cannot be added to one: RemoveRemoteCandidate only validates,
 //     UpdateRelays affects new connections (and invalidates local relay
