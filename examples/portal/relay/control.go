@@ -169,13 +169,8 @@ func clampLifetime(m *stun.Message) time.Duration {
 func (s *Server) handleRefresh(m *stun.Message, from netip.AddrPort, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key, _, ok := s.authenticate(m, from, now)
+	a, key, ok := s.allocationOf(m, from, now)
 	if !ok {
-		return
-	}
-	a := s.byClient[from]
-	if a == nil {
-		s.replyError(m, from, key, stun.CodeAllocMismatch, "")
 		return
 	}
 	lifetime := clampLifetime(m)
@@ -195,13 +190,8 @@ func (s *Server) handleRefresh(m *stun.Message, from netip.AddrPort, now time.Ti
 func (s *Server) handleCreatePermission(m *stun.Message, from netip.AddrPort, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key, _, ok := s.authenticate(m, from, now)
+	a, key, ok := s.allocationOf(m, from, now)
 	if !ok {
-		return
-	}
-	a := s.byClient[from]
-	if a == nil {
-		s.replyError(m, from, key, stun.CodeAllocMismatch, "")
 		return
 	}
 	var peers []netip.Addr
@@ -209,13 +199,8 @@ func (s *Server) handleCreatePermission(m *stun.Message, from netip.AddrPort, no
 		if at.Type != stun.AttrXORPeerAddress {
 			continue
 		}
-		p, ok := decodeXORAddr(at.Value, m.TransactionID)
+		p, ok := s.peerOf(m, from, key, at.Value)
 		if !ok {
-			s.replyError(m, from, key, stun.CodeBadRequest, "bad XOR-PEER-ADDRESS")
-			return
-		}
-		if p.Addr().Is6() != s.public.Is6() {
-			s.replyError(m, from, key, stun.CodePeerAddrFamilyMismatch, "")
 			return
 		}
 		peers = append(peers, p.Addr())
@@ -233,13 +218,8 @@ func (s *Server) handleCreatePermission(m *stun.Message, from netip.AddrPort, no
 func (s *Server) handleChannelBind(m *stun.Message, from netip.AddrPort, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key, _, ok := s.authenticate(m, from, now)
+	a, key, ok := s.allocationOf(m, from, now)
 	if !ok {
-		return
-	}
-	a := s.byClient[from]
-	if a == nil {
-		s.replyError(m, from, key, stun.CodeAllocMismatch, "")
 		return
 	}
 	cn, err := m.Get(stun.AttrChannelNumber)
@@ -252,14 +232,9 @@ func (s *Server) handleChannelBind(m *stun.Message, from netip.AddrPort, now tim
 		s.replyError(m, from, key, stun.CodeBadRequest, "channel number out of range")
 		return
 	}
-	pa, err := m.Get(stun.AttrXORPeerAddress)
-	peer, ok := decodeXORAddr(pa, m.TransactionID)
-	if err != nil || !ok {
-		s.replyError(m, from, key, stun.CodeBadRequest, "XOR-PEER-ADDRESS missing")
-		return
-	}
-	if peer.Addr().Is6() != s.public.Is6() {
-		s.replyError(m, from, key, stun.CodePeerAddrFamilyMismatch, "")
+	pa, _ := m.Get(stun.AttrXORPeerAddress) // missing: nil, refused by peerOf
+	peer, ok := s.peerOf(m, from, key, pa)
+	if !ok {
 		return
 	}
 	if err := a.bind(num, peer, now); err != nil {
@@ -267,6 +242,38 @@ func (s *Server) handleChannelBind(m *stun.Message, from netip.AddrPort, now tim
 		return
 	}
 	s.reply(m, from, key, stun.ClassSuccessResponse)
+}
+
+// allocationOf authenticates the request m from a client and returns the
+// client's allocation and the key to sign the answer with. When it returns
+// ok false it has answered m itself (401/438 from authenticate, 437 when
+// from has no allocation). The caller holds s.mu.
+func (s *Server) allocationOf(m *stun.Message, from netip.AddrPort, now time.Time) (a *allocation, key stun.MessageIntegrity, ok bool) {
+	key, _, ok = s.authenticate(m, from, now)
+	if !ok {
+		return nil, nil, false
+	}
+	if a = s.byClient[from]; a == nil {
+		s.replyError(m, from, key, stun.CodeAllocMismatch, "")
+		return nil, nil, false
+	}
+	return a, key, true
+}
+
+// peerOf decodes the XOR-PEER-ADDRESS value v of the request m. A missing
+// or undecodable one is answered 400, a peer of the other address family
+// than the relayed addresses 443; ok is false then.
+func (s *Server) peerOf(m *stun.Message, from netip.AddrPort, key stun.MessageIntegrity, v []byte) (peer netip.AddrPort, ok bool) {
+	peer, ok = decodeXORAddr(v, m.TransactionID)
+	if !ok {
+		s.replyError(m, from, key, stun.CodeBadRequest, "bad or missing XOR-PEER-ADDRESS")
+		return peer, false
+	}
+	if peer.Addr().Is6() != s.public.Is6() {
+		s.replyError(m, from, key, stun.CodePeerAddrFamilyMismatch, "")
+		return peer, false
+	}
+	return peer, true
 }
 
 // handleSend relays a Send indication's DATA to its peer if the

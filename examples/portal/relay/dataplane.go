@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 )
 
 // The data plane. One reader goroutine per socket:
@@ -166,14 +167,7 @@ func (s *Server) handleClientBatch(bufs [][]byte, sizes, gso []int, from []netip
 	if cur != nil {
 		w.flush()
 	}
-	if relayed > 0 {
-		s.toPeers.Add(relayed)
-	}
-	dropped += w.dropped
-	w.dropped = 0
-	if dropped > 0 {
-		s.dropped.Add(dropped)
-	}
+	s.account(w, &s.toPeers, relayed, dropped)
 }
 
 // isSTUN: two zero bits, the magic cookie, a length that is a multiple of
@@ -267,8 +261,15 @@ func (s *Server) handlePeerBatch(a *allocation, bufs [][]byte, sizes, gso []int,
 		relayed += uint64(nseg)
 	}
 	w.flush()
+	s.account(w, &s.toClients, relayed, dropped)
+}
+
+// account adds a handled batch's relayed datagrams to the counter fwd and
+// its dropped ones, with those the writer could not send, to s.dropped:
+// one atomic add each per batch, none per datagram.
+func (s *Server) account(w *batchWriter, fwd *atomic.Uint64, relayed, dropped uint64) {
 	if relayed > 0 {
-		s.toClients.Add(relayed)
+		fwd.Add(relayed)
 	}
 	dropped += w.dropped
 	w.dropped = 0
