@@ -71,6 +71,7 @@ func (n *Node) newConnectionLocked(p ConnParams, now time.Time) (*connection, er
 		disableHost:  n.cfg.DisableHostCandidates,
 		disableSrflx: n.cfg.DisableSrflxCandidates,
 		timers:       n.cfg.ICE,
+		relayWait:    n.relayAcceptanceLocked(p.Peer, now),
 		log:          n.log.Named("ice").With(zap.String("peer", p.Peer)),
 	}, c)
 	if err != nil {

@@ -106,7 +106,10 @@ type iceSessionConfig struct {
 	disableHost  bool
 	disableSrflx bool
 	timers       ICETimers
-	log          *zap.Logger
+	// relayWait, if set, replaces pion's relay acceptance wait (see
+	// relayloss.go); nil keeps it.
+	relayWait *time.Duration
+	log       *zap.Logger
 }
 
 // iceSession is one ICE agent (one per connection).
@@ -182,6 +185,7 @@ func newICESession(cfg iceSessionConfig, l iceListener) (*iceSession, error) {
 		HostAcceptanceMinWait:  &zero,
 		SrflxAcceptanceMinWait: &zero,
 		PrflxAcceptanceMinWait: &zero,
+		RelayAcceptanceMinWait: cfg.relayWait,
 		LoggerFactory:          pionLoggerFactory{cfg.log},
 	}
 	if cfg.mux == nil {

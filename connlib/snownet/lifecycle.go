@@ -58,6 +58,7 @@ type lifecycle struct {
 	established    bool
 	disconnectedAt time.Time // zero unless ICE is Disconnected
 	iceFailed      bool
+	allocLost      bool // our relay allocation under the nominated pair was replaced
 	lastActivity   time.Time
 	idle           bool
 	failReason     string
@@ -71,6 +72,7 @@ func (l *lifecycle) remoteCandidate()     { l.remoteCand = true }
 func (l *lifecycle) pairNominated()       { l.nominated = true }
 func (l *lifecycle) handshakeDone()       { l.handshake = true }
 func (l *lifecycle) iceFailedNow()        { l.iceFailed = true }
+func (l *lifecycle) relayLost()           { l.allocLost = true }
 func (l *lifecycle) iceRecovered()        { l.disconnectedAt = time.Time{} }
 func (l *lifecycle) activity(t time.Time) { l.lastActivity, l.idle = t, false }
 
@@ -108,6 +110,9 @@ func (l *lifecycle) tick(now time.Time) lcAction {
 		return lcNone
 	}
 	switch {
+	case l.allocLost:
+		// The cause, even if ICE noticed too.
+		l.failReason = reasonRelayLost
 	case l.iceFailed:
 		l.failReason = "ice failed"
 	case !l.remoteCand && now.Sub(l.created) >= CandidateTimeout:

@@ -105,6 +105,7 @@ type Node struct {
 	mux        *ice.UniversalUDPMuxDefault
 	lastPoll   time.Time
 	proxies    map[netip.AddrPort]*turnProxy // SharedTURN: by relay address
+	relayLost  map[string]time.Time          // peer -> when its relayed connection lost its allocation (relayloss.go)
 }
 
 // NewNode creates the WireGuard device over a shared Bind, brings it up
@@ -570,6 +571,8 @@ func (n *Node) Reset() (Key, error) {
 	}
 	// The allocations belong to the old port's 5-tuple.
 	n.syncProxiesLocked(true)
+	// A reset follows a network change: direct paths may work now.
+	n.relayLost = nil
 	pub := n.key.PublicKey()
 	n.mu.Unlock()
 	return pub, err

@@ -110,6 +110,12 @@ type turnAlloc struct {
 	byNumber  map[uint16]*turnChannel
 	next      uint16    // next channel number to try
 	lastOK    time.Time // last authenticated success from the relay
+
+	// onReplaced, if set, is called (on its own goroutine, with no lock
+	// held) when reallocate replaced a lost allocation by one on another
+	// relayed address: every ICE pair on the old address is dead. Set
+	// before the allocation is first used.
+	onReplaced func(old, now netip.AddrPort)
 }
 
 func newTURNAlloc(cfg turnAllocConfig) *turnAlloc {
@@ -427,6 +433,11 @@ func (a *turnAlloc) reallocate(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if now := a.relayedAddr(); old.IsValid() && now != old && a.onReplaced != nil {
+		// Before the channels are bound again: the connections on the old
+		// address can be replaced while that goes on.
+		go a.onReplaced(old, now)
 	}
 	for _, p := range peers {
 		if _, err := a.bindChannel(ctx, p); err != nil {

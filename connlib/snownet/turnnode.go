@@ -40,6 +40,7 @@ func (n *Node) syncProxiesLocked(all bool) {
 		}
 		p := newTURNProxy(r, n.bind.sendTo, n.log.Named("turn"))
 		p.refusedRealm = func() { n.realmDrops.Add(1) }
+		p.alloc.onReplaced = func(old, now netip.AddrPort) { n.relayAllocationReplaced(ap, old, now) }
 		next[ap] = p
 	}
 	n.proxies = next
