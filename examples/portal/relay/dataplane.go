@@ -57,10 +57,19 @@ func newBatchBufs(n, off int) *batchBufs {
 // clientLoop reads the listen socket until it is closed.
 func (s *Server) clientLoop() {
 	defer s.wg.Done()
-	r := newBatchReader(s.main, mainBatch)
-	b := newBatchBufs(mainBatch, 0)
 	w := newBatchWriter(mainBatch)
 	w.noGSO = s.cfg.NoOffloads
+	s.readLoop(s.main, mainBatch, 0, func(b *batchBufs, n int) {
+		s.handleClientBatch(b.rd[:n], b.sizes[:n], b.gso[:n], b.from[:n], w)
+	})
+}
+
+// readLoop reads sock in batches of up to size messages, each at offset
+// off of its buffer, and hands every batch to handle, until the socket is
+// closed. Other read errors are counted as drops.
+func (s *Server) readLoop(sock *sock, size, off int, handle func(b *batchBufs, n int)) {
+	r := newBatchReader(sock, size)
+	b := newBatchBufs(size, off)
 	for {
 		n, err := r.read(b.rd, b.sizes, b.gso, b.from)
 		if err != nil {
@@ -70,7 +79,7 @@ func (s *Server) clientLoop() {
 			s.dropped.Add(1)
 			continue
 		}
-		s.handleClientBatch(b.rd[:n], b.sizes[:n], b.gso[:n], b.from[:n], w)
+		handle(b, n)
 	}
 }
 
@@ -180,22 +189,12 @@ func isSTUN(p []byte) bool {
 // peerLoop reads an allocation's socket until it is closed.
 func (s *Server) peerLoop(a *allocation) {
 	defer s.wg.Done()
-	r := newBatchReader(a.sock, allocBatch)
-	b := newBatchBufs(allocBatch, channelHeader)
 	w := newBatchWriter(allocBatch * 2)
 	w.noGSO = s.cfg.NoOffloads
 	w.begin(s.main)
-	for {
-		n, err := r.read(b.rd, b.sizes, b.gso, b.from)
-		if err != nil {
-			if isClosed(err) {
-				return
-			}
-			s.dropped.Add(1)
-			continue
-		}
+	s.readLoop(a.sock, allocBatch, channelHeader, func(b *batchBufs, n int) {
 		s.handlePeerBatch(a, b.bufs[:n], b.sizes[:n], b.gso[:n], b.from[:n], w)
-	}
+	})
 }
 
 // handlePeerBatch frames a batch of peer messages (each at offset 4 of
