@@ -1,7 +1,7 @@
-// Package relay is the development portal's built-in TURN relay: a pion/turn
-// v3 server that authenticates with Firezone's relay credential scheme
-// (reference §5), and the functions that mint those credentials.
 package relay
+
+// Firezone's relay credential scheme (reference §5): what the portal hands
+// devices and what the relay checks.
 
 import (
 	"crypto/sha256"
