@@ -15,9 +15,10 @@ import (
 // notices sooner from the data path: a relayed pair always hears from the
 // relay (ICE answers its keepalives every 2 s through it), so when we keep
 // sending through the relay but nothing came back for silentAfter, the
-// allocation is checked at once and re-created if it is gone. By the time
-// ICE gives the old connection up and a new one gathers, the allocation is
-// fresh.
+// allocation is checked at once and re-created if it is gone; the
+// connections whose pair sent from the old relayed address then fail at
+// once (relayloss.go) instead of after ICE's timeouts, and their
+// replacements gather the fresh allocation.
 
 // turnWatchConfig tunes the watchdog; zero fields take the defaults.
 type turnWatchConfig struct {
