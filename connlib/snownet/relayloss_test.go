@@ -1,6 +1,7 @@
 package snownet
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 	"testing"
@@ -155,5 +156,64 @@ func TestRelayAcceptanceMemory(t *testing.T) {
 	var empty Node
 	if d := empty.relayAcceptanceLocked("gw", t0); d != nil {
 		t.Fatalf("nil map: %v", *d)
+	}
+}
+
+// The allocation reports each replacement of a lost allocation once, with
+// the address the connections were using, also when the first
+// re-allocation failed and a later allocation replaced it.
+func TestTURNAllocReportsReplacement(t *testing.T) {
+	f := startFakeRelay(t)
+	s := newSharedSock(t, testRelay(f.addr()), nil)
+	got := make(chan [2]netip.AddrPort, 8)
+	s.alloc.onReplaced = func(old, now netip.AddrPort) { got <- [2]netip.AddrPort{old, now} }
+	ctx := ctxT(t, 20*time.Second)
+	next := func() [2]netip.AddrPort {
+		t.Helper()
+		select {
+		case r := <-got:
+			return r
+		case <-ctx.Done():
+			t.Fatal("no replacement reported")
+			return [2]netip.AddrPort{}
+		}
+	}
+	if err := s.alloc.allocate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := s.alloc.relayedAddr()
+
+	f.mu.Lock()
+	f.lost = true // REFRESH answered 437
+	f.mu.Unlock()
+	if err := s.alloc.check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := s.alloc.relayedAddr()
+	if r := next(); r != [2]netip.AddrPort{first, second} {
+		t.Fatalf("reported %v, want %v -> %v", r, first, second)
+	}
+
+	// A re-allocation that fails (here: cancelled) leaves no allocation;
+	// the one that finally succeeds reports the address lost before.
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.alloc.reallocate(dead); err == nil {
+		t.Fatal("re-allocation with a cancelled context succeeded")
+	}
+	if s.alloc.relayedAddr().IsValid() {
+		t.Fatal("relayed address still set after a failed re-allocation")
+	}
+	if err := s.alloc.allocate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	third := s.alloc.relayedAddr()
+	if r := next(); r != [2]netip.AddrPort{second, third} {
+		t.Fatalf("reported %v, want %v -> %v", r, second, third)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("extra report %v", r)
+	default:
 	}
 }

@@ -111,10 +111,15 @@ type turnAlloc struct {
 	next      uint16    // next channel number to try
 	lastOK    time.Time // last authenticated success from the relay
 
+	// lost is the relayed address of an allocation reallocate gave up
+	// on, until an allocation replaces it (a re-allocation may fail while
+	// the relay is down; the next one, maybe by allocate, still replaces
+	// it).
+	lost netip.AddrPort
 	// onReplaced, if set, is called (on its own goroutine, with no lock
-	// held) when reallocate replaced a lost allocation by one on another
-	// relayed address: every ICE pair on the old address is dead. Set
-	// before the allocation is first used.
+	// held) when a lost allocation was replaced by one on another relayed
+	// address: every ICE pair on the old address is dead. Set before the
+	// allocation is first used.
 	onReplaced func(old, now netip.AddrPort)
 }
 
@@ -207,6 +212,10 @@ func (a *turnAlloc) allocateOnce(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.relayed = udpAddrPort(relayed.IP, relayed.Port)
+	if a.lost.IsValid() && a.lost != a.relayed && a.onReplaced != nil {
+		go a.onReplaced(a.lost, a.relayed)
+	}
+	a.lost = netip.AddrPort{}
 	if mapped.IP != nil {
 		a.mapped = udpAddrPort(mapped.IP, mapped.Port)
 	}
@@ -417,6 +426,9 @@ func (a *turnAlloc) reallocate(ctx context.Context) error {
 		peers = append(peers, p)
 	}
 	old := a.relayed
+	if old.IsValid() {
+		a.lost = old
+	}
 	a.relayed = netip.AddrPort{}
 	a.mu.Unlock()
 	err := a.allocateOnce(ctx)
@@ -424,20 +436,18 @@ func (a *turnAlloc) reallocate(ctx context.Context) error {
 		// The relay still has an allocation on our 5-tuple: ours (only
 		// the check was lost), so keep it.
 		a.mu.Lock()
-		a.relayed = old
+		a.relayed, a.lost = old, netip.AddrPort{}
 		a.mu.Unlock()
 		return nil
 	}
 	if isAllocMismatch(err) {
+		// After an earlier failed re-allocation the relay's allocation
+		// may be that attempt's, on an address we never learnt: start
+		// afresh.
 		err = a.allocate(ctx)
 	}
 	if err != nil {
 		return err
-	}
-	if now := a.relayedAddr(); old.IsValid() && now != old && a.onReplaced != nil {
-		// Before the channels are bound again: the connections on the old
-		// address can be replaced while that goes on.
-		go a.onReplaced(old, now)
 	}
 	for _, p := range peers {
 		if _, err := a.bindChannel(ctx, p); err != nil {
