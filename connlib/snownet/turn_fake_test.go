@@ -104,7 +104,9 @@ func (f *fakeRelay) answer(m *stun.Message) *stun.Message {
 // on ALLOCATE and later on REFRESH.
 func TestTURNAllocStaleNonce(t *testing.T) {
 	f := startFakeRelay(t)
+	f.mu.Lock() // its reader goroutine is running
 	f.staleOnce = true
+	f.mu.Unlock()
 	s := newSharedSock(t, testRelay(f.addr()), nil)
 	ctx := ctxT(t, 20*time.Second)
 	if err := s.alloc.allocate(ctx); err != nil {
