@@ -27,8 +27,10 @@ type connection struct {
 	readerRunning bool
 	kicked        bool // controlling side has started the handshake
 
-	localCands []string
-	relayCands map[string]netip.Addr // local relay candidate SDP -> relay address
+	localCands  []string
+	relayCands  map[string]netip.Addr // local relay candidate SDP -> relay address
+	remoteCands []string              // the peer's candidates (bounded; replayed by a restart, relayloss.go)
+	reusedAt    time.Time             // last upsert with identical parameters (lifecycle clock)
 
 	nominatedAt    time.Time // first nomination (wall clock: paces handshake polls)
 	lastRx, lastTx uint64

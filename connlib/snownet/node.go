@@ -294,6 +294,7 @@ func (n *Node) reuseLocked(c *connection, p ConnParams, now time.Time) error {
 		return err
 	}
 	c.lc.touch(now)
+	c.reusedAt = now
 	for _, s := range c.localCands {
 		n.events.push(Event{Kind: EventNewCandidate, Peer: c.id, Candidate: s})
 	}
@@ -354,6 +355,9 @@ func (n *Node) AddRemoteCandidate(peer, sdp string) error {
 	now := n.clock.Now()
 	c.lc.remoteCandidate()
 	c.lc.touch(now)
+	if len(c.remoteCands) < maxReplayCandidates {
+		c.remoteCands = append(c.remoteCands, sdp)
+	}
 	s := c.ice
 	n.mu.Unlock()
 	return s.addRemote(cand)

@@ -25,6 +25,15 @@ import (
 // already failed to win once, so its next connection, if made within
 // relayLostMemory, accepts a relayed pair after relayLostAcceptance only.
 // Every other connection keeps pion's wait.
+//
+// One exception to failing: a connection the caller upserted again with
+// identical parameters within restartAfterReuse. That is how a gateway
+// learns that the client re-asked (its side failed first, e.g. because its
+// own allocation on the same relay was replaced a moment earlier); the
+// upsert reused our connection because it still looked healthy, and the
+// client's new agent is now talking to it. Failing it would leave the
+// client waiting for ICE to fail (~30 s). It is restarted instead: a new
+// agent with the same parameters, given the peer's candidates again.
 
 const (
 	// reasonRelayLost is the Reason of EventConnectionFailed for a
@@ -36,6 +45,12 @@ const (
 	// relayLostAcceptance: the relay acceptance wait of such a connection
 	// (short, not zero: a direct pair that answers at once still wins).
 	relayLostAcceptance = 250 * time.Millisecond
+	// restartAfterReuse: a connection re-upserted this recently is
+	// restarted rather than failed when its allocation is replaced.
+	restartAfterReuse = 15 * time.Second
+	// maxReplayCandidates bounds the remote candidates a connection keeps
+	// for a restart.
+	maxReplayCandidates = 64
 )
 
 // relayAllocationReplaced fails the connections whose nominated pair has
@@ -48,9 +63,19 @@ func (n *Node) relayAllocationReplaced(relay, old, now netip.AddrPort) {
 		return
 	}
 	var lost []string
+	var restart []*connection
 	at := n.clock.Now()
+	for peer, t := range n.relayLost {
+		if at.Sub(t) >= relayLostMemory || at.Before(t) {
+			delete(n.relayLost, peer) // peers that never came back
+		}
+	}
 	for _, c := range n.conns {
 		if c.closed || !sendsFromRelayed(c.pair, old) {
+			continue
+		}
+		if !c.reusedAt.IsZero() && at.Sub(c.reusedAt) < restartAfterReuse && !at.Before(c.reusedAt) {
+			restart = append(restart, c)
 			continue
 		}
 		c.lc.relayLost()
@@ -60,11 +85,55 @@ func (n *Node) relayAllocationReplaced(relay, old, now netip.AddrPort) {
 		}
 		n.relayLost[c.id] = at
 	}
+	var started []*connection
+	for _, c := range restart {
+		if nc := n.restartLocked(c, at); nc != nil {
+			started = append(started, nc)
+		}
+	}
 	n.mu.Unlock()
 	n.log.Info("relay allocation replaced", zap.Stringer("relay", relay), zap.Stringer("old", old),
-		zap.Stringer("new", now), zap.Strings("failing", lost))
+		zap.Stringer("new", now), zap.Strings("failing", lost), zap.Int("restarting", len(restart)))
+	for _, nc := range started {
+		n.startRestarted(nc)
+	}
 	if len(lost) > 0 {
 		n.wakeTick()
+	}
+}
+
+// restartLocked replaces c by a new connection with the same parameters
+// and remote candidates (not yet started). If that fails, c fails. The
+// caller holds n.mu.
+func (n *Node) restartLocked(c *connection, now time.Time) *connection {
+	params, remote := c.params, c.remoteCands
+	n.removeLocked(c)
+	nc, err := n.newConnectionLocked(params, now)
+	if err != nil {
+		n.events.push(Event{Kind: EventConnectionFailed, Peer: c.id, Reason: reasonRelayLost + ": restart: " + err.Error()})
+		return nil
+	}
+	nc.remoteCands = remote
+	if len(remote) > 0 {
+		nc.lc.remoteCandidate()
+	}
+	return nc
+}
+
+// startRestarted starts a connection made by restartLocked and gives its
+// agent the peer's candidates. Called without the lock.
+func (n *Node) startRestarted(c *connection) {
+	if err := c.ice.start(); err != nil {
+		n.failConnection(c, "gathering: "+err.Error())
+		return
+	}
+	n.mu.Lock()
+	remote := c.remoteCands
+	n.mu.Unlock()
+	for _, sdp := range remote {
+		if cand, err := parseCandidate(sdp); err == nil {
+			_ = c.ice.addRemote(cand)
+		}
 	}
 }
 

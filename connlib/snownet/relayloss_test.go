@@ -217,3 +217,78 @@ func TestTURNAllocReportsReplacement(t *testing.T) {
 	default:
 	}
 }
+
+// TestRelayLossRestartsReusedConnection: the gateway's side of a race seen
+// end to end. The client's connection failed on its own allocation loss
+// and it re-asked with the same parameters; the gateway's upsert reused
+// its connection (still healthy to its eyes), and a moment later the
+// gateway's own allocation under that connection was found replaced. The
+// connection must be restarted (no failure event), so that the client's
+// new agent reaches it, not failed (the client would wait for ICE).
+func TestRelayLossRestartsReusedConnection(t *testing.T) {
+	srv := startTURN(t)
+	relayOnly := func(c *Config) { c.DisableHostCandidates, c.DisableSrflxCandidates = true, true }
+	a := newTestPeer(t, "alice", "10.0.0.1", relayOnly)
+	b := newTestPeer(t, "bob", "10.0.0.2", relayOnly)
+	for _, tp := range []*testPeer{a, b} {
+		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connectPair(t, a, b)
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	b.mustEvent(EventConnectionEstablished, "alice", establishTimeout)
+	pingOnce(t, a, b, 10*time.Second)
+
+	b.node.mu.Lock()
+	old := b.node.conns["alice"]
+	local, ok := candidateAddrPort(old.pair.Local)
+	b.node.mu.Unlock()
+	if !ok || !old.pair.LocalRelay {
+		t.Fatalf("bob's pair %+v is not on his relay allocation", old.pair)
+	}
+	a.clearEvents()
+	b.clearEvents()
+	// alice (the client) re-asks with the same parameters; bob reuses.
+	if err := a.node.CloseConnection("bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
+		t.Fatal(err)
+	}
+	b.node.mu.Lock()
+	reused := b.node.conns["alice"] == old
+	b.node.mu.Unlock()
+	if !reused {
+		t.Fatal("bob did not reuse his healthy connection")
+	}
+	// bob's allocation is found replaced (what his TURN client reports).
+	b.node.relayAllocationReplaced(srv, local, netip.MustParseAddrPort("127.0.0.1:1"))
+	b.node.mu.Lock()
+	restarted := b.node.conns["alice"] != nil && b.node.conns["alice"] != old
+	b.node.mu.Unlock()
+	if !restarted {
+		t.Fatal("bob's reused connection was not restarted")
+	}
+	if err := a.node.UpsertConnection(paramsFor(a, b, RoleControlling)); err != nil {
+		t.Fatal(err)
+	}
+	// The portal's part: bob's candidates gathered before alice's new
+	// connection existed reach it too.
+	b.mu.Lock()
+	var replay []string
+	for _, ev := range b.events {
+		if ev.Kind == EventNewCandidate && ev.Peer == "alice" {
+			replay = append(replay, ev.Candidate)
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range replay {
+		_ = a.node.AddRemoteCandidate("bob", c)
+	}
+	a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)
+	pingOnce(t, a, b, 10*time.Second)
+	if _, failed := b.waitEvent(0, func(e Event) bool { return e.Kind == EventConnectionFailed }); failed {
+		t.Fatalf("bob reported a failure: %v", b.eventKinds())
+	}
+}
