@@ -59,8 +59,15 @@
 // watchdog (turn_watch.go) checks the allocation at once when we keep
 // sending through a relay that sent nothing back for 3 s (a live relayed
 // pair hears ICE keepalive answers every 2 s); when the relay is alive it
-// waits 15 s before checking again. pion
-// cannot take a relay candidate it did not gather, so each agent's TURN
+// waits 15 s before checking again. When an allocation is re-created on a
+// new relayed address, the connections whose nominated pair sent from the
+// old one fail at once, reason "relay allocation lost" (relayloss.go),
+// instead of after ICE's ~8.5 s; one the caller upserted again unchanged
+// within the last 15 s is restarted with a new agent instead. The peer's
+// next connection within 30 s accepts a relayed pair after 250 ms rather
+// than pion's 2 s.
+//
+// pion cannot take a relay candidate it did not gather, so each agent's TURN
 // client gets a virtual conn from AgentConfig.Net (turnvconn.go) and an
 // in-process proxy (turnproxy.go) answers it: its ALLOCATE gets the shared
 // relayed address, its permissions and channel binds become real channel
@@ -128,7 +135,8 @@
 //     per 5-tuple, so on the shared socket these clients are answered by
 //     the in-process proxy (see above). A relay candidate whose allocation
 //     the relay lost (restart) stays stale in its agent until the
-//     connection is replaced; new agents get the re-created allocation.
+//     connection is replaced (at once if its nominated pair used it, see
+//     above); new agents get the re-created allocation.
 //   - Only IPv4 relays give relay candidates: pion gathers TURN over udp4
 //     only, so ice.go gives it TURN URLs for IPv4 relays alone (IPv6
 //     relays still serve as STUN servers). Our side (allocation, proxy,
