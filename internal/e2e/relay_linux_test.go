@@ -63,19 +63,7 @@ func (r *relayHost) start(t *testing.T) {
 func TestRelayRestart(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	tp := topo.Build(t, topo.Options{ClientNAT: topo.NATSymmetric, GatewayNAT: topo.NATSymmetric})
-	r, relays := externalRelay(t, tp)
-	e := newEnvOn(t, tp, envOptions{relays: relays})
-	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	c := e.startClient(t)
-	if err := fetch(e.tp.Client, e.data, &transfer{size: 1 << 20, seed: 9}); err != nil {
-		t.Fatal(err)
-	}
-	status(t, c, `"connected":true`, `"path":"relayed"`)
-
-	x := &transfer{size: tenMB, seed: 10, rate: 300 << 10}
-	res := fetchAsync(e.tp.Client, e.data, x)
-	waitBytes(t, x, 1<<20)
+	r, c, x, res := relayedTransfer(t, 9)
 	r.p.Kill(t)
 	killed := time.Now()
 	time.Sleep(2 * time.Second)
@@ -83,4 +71,25 @@ func TestRelayRestart(t *testing.T) {
 	done(t, res, "transfer across the relay restart")
 	t.Logf("transfer done %v after the relay was killed; longest stall %v", time.Since(killed).Round(time.Millisecond), x.maxGap.Round(time.Millisecond))
 	status(t, c, `"connected":true`, `"path":"relayed"`)
+}
+
+// relayedTransfer sets up the relay tests: both sites behind symmetric
+// NATs, so only the external relay (restartable) works; gateway and client
+// started; a first 1 MiB transfer (seed) over the relay checked; then a
+// 10 MB transfer paced to 300 KiB/s (seed+1) started and 1 MiB into it.
+func relayedTransfer(t *testing.T, seed uint64) (r *relayHost, c *testproc.Proc, x *transfer, res <-chan error) {
+	t.Helper()
+	tp := topo.Build(t, topo.Options{ClientNAT: topo.NATSymmetric, GatewayNAT: topo.NATSymmetric})
+	r, relays := externalRelay(t, tp)
+	e := newEnvOn(t, tp, envOptions{relays: relays})
+	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
+	c = e.startClient(t)
+	if err := fetch(e.tp.Client, e.data, &transfer{size: 1 << 20, seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	status(t, c, `"connected":true`, `"path":"relayed"`)
+	x = &transfer{size: tenMB, seed: seed + 1, rate: 300 << 10}
+	res = fetchAsync(e.tp.Client, e.data, x)
+	waitBytes(t, x, 1<<20)
+	return r, c, x, res
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/gozone/gozone/internal/netns"
-	"github.com/gozone/gozone/internal/topo"
 )
 
 // TestRelayLossReconnect: as TestRelayRestart (both sites behind symmetric
@@ -23,19 +22,7 @@ import (
 func TestRelayLossReconnect(t *testing.T) {
 	netns.RequireRoot(t)
 	t.Parallel()
-	tp := topo.Build(t, topo.Options{ClientNAT: topo.NATSymmetric, GatewayNAT: topo.NATSymmetric})
-	r, relays := externalRelay(t, tp)
-	e := newEnvOn(t, tp, envOptions{relays: relays})
-	e.startGateway(t, e.tp.Gateway.NS, "gw-1", "tun-gw")
-	c := e.startClient(t)
-	if err := fetch(e.tp.Client, e.data, &transfer{size: 1 << 20, seed: 11}); err != nil {
-		t.Fatal(err)
-	}
-	status(t, c, `"connected":true`, `"path":"relayed"`)
-
-	x := &transfer{size: tenMB, seed: 12, rate: 300 << 10}
-	res := fetchAsync(e.tp.Client, e.data, x)
-	waitBytes(t, x, 1<<20)
+	r, c, x, res := relayedTransfer(t, 11)
 	mark := c.Mark()
 	r.p.Kill(t)
 	killed := time.Now()
