@@ -319,11 +319,7 @@ func benchRelayed(b *testing.B, ipA, ipB netip.Addr, o relayedOpts) {
 	src.rate = o.rate
 	a := newTestPeer(b, "alice", ipA.String(), relayOnly(src))
 	p := newTestPeer(b, "bob", ipB.String(), relayOnly(dst))
-	for _, tp := range []*testPeer{a, p} {
-		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
+	useRelay(b, srv, a, p)
 	connectPair(b, a, p)
 	if ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout); ev.Path != PathRelayed {
 		b.Fatalf("path %v", ev.Path)

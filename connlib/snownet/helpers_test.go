@@ -133,29 +133,39 @@ func (tp *testPeer) clearEvents() {
 // the ones emitted earlier are replayed.
 func connectPair(t testing.TB, a, b *testPeer) {
 	t.Helper()
+	upsertPair(t, a, b)
+	forwardCandidates(a, b)
+	forwardCandidates(b, a)
+}
+
+// upsertPair upserts the connection on both sides, b (controlled) first.
+func upsertPair(t testing.TB, a, b *testPeer) {
+	t.Helper()
 	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
 		t.Fatalf("upsert on %s: %v", b.name, err)
 	}
 	if err := a.node.UpsertConnection(paramsFor(a, b, RoleControlling)); err != nil {
 		t.Fatalf("upsert on %s: %v", a.name, err)
 	}
-	for _, p := range [][2]*testPeer{{a, b}, {b, a}} {
-		from, to := p[0], p[1]
-		from.mu.Lock()
-		if from.peers == nil {
-			from.peers = make(map[string]*testPeer)
+}
+
+// forwardCandidates makes from's future candidates for to reach to, and
+// replays the ones from emitted so far.
+func forwardCandidates(from, to *testPeer) {
+	from.mu.Lock()
+	if from.peers == nil {
+		from.peers = make(map[string]*testPeer)
+	}
+	from.peers[to.name] = to
+	var replay []string
+	for _, ev := range from.events {
+		if ev.Kind == EventNewCandidate && ev.Peer == to.name {
+			replay = append(replay, ev.Candidate)
 		}
-		from.peers[to.name] = to
-		var replay []string
-		for _, ev := range from.events {
-			if ev.Kind == EventNewCandidate && ev.Peer == to.name {
-				replay = append(replay, ev.Candidate)
-			}
-		}
-		from.mu.Unlock()
-		for _, c := range replay {
-			_ = to.node.AddRemoteCandidate(from.name, c)
-		}
+	}
+	from.mu.Unlock()
+	for _, c := range replay {
+		_ = to.node.AddRemoteCandidate(from.name, c)
 	}
 }
 
@@ -199,4 +209,14 @@ func connStats(t testing.TB, tp *testPeer, peer string) ConnStats {
 	}
 	t.Fatalf("%s: no stats for %s", tp.name, peer)
 	return ConnStats{}
+}
+
+// useRelay gives every peer the one test relay at srv.
+func useRelay(t testing.TB, srv netip.AddrPort, peers ...*testPeer) {
+	t.Helper()
+	for _, tp := range peers {
+		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

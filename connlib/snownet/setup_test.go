@@ -11,31 +11,9 @@ import (
 // side's candidates reach the controlling side at once.
 func connectDelayed(t *testing.T, a, b *testPeer, delay time.Duration) {
 	t.Helper()
-	if err := b.node.UpsertConnection(paramsFor(b, a, RoleControlled)); err != nil {
-		t.Fatalf("upsert on %s: %v", b.name, err)
-	}
-	if err := a.node.UpsertConnection(paramsFor(a, b, RoleControlling)); err != nil {
-		t.Fatalf("upsert on %s: %v", a.name, err)
-	}
-	forward := func(from, to *testPeer) {
-		from.mu.Lock()
-		if from.peers == nil {
-			from.peers = make(map[string]*testPeer)
-		}
-		from.peers[to.name] = to
-		var replay []string
-		for _, ev := range from.events {
-			if ev.Kind == EventNewCandidate && ev.Peer == to.name {
-				replay = append(replay, ev.Candidate)
-			}
-		}
-		from.mu.Unlock()
-		for _, c := range replay {
-			_ = to.node.AddRemoteCandidate(from.name, c)
-		}
-	}
-	forward(b, a)
-	time.AfterFunc(delay, func() { forward(a, b) })
+	upsertPair(t, a, b)
+	forwardCandidates(b, a)
+	time.AfterFunc(delay, func() { forwardCandidates(a, b) })
 }
 
 // TestLateCandidatesBehindNATs is the regression test for a rare set-up

@@ -51,11 +51,7 @@ func TestRelayRestartDowntime(t *testing.T) {
 	relayOnly := func(c *Config) { c.DisableHostCandidates, c.DisableSrflxCandidates = true, true }
 	a := newTestPeer(t, "alice", "10.0.0.1", relayOnly)
 	b := newTestPeer(t, "bob", "10.0.0.2", relayOnly)
-	for _, tp := range []*testPeer{a, b} {
-		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	useRelay(t, srv, a, b)
 	connectPair(t, a, b)
 	if ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout); ev.Path != PathRelayed {
 		t.Fatalf("path %v, want relayed", ev.Path)

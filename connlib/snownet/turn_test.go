@@ -86,11 +86,7 @@ func testRelayedLoopback(t *testing.T, shared bool) {
 	}
 	a := newTestPeer(t, "alice", "10.0.0.1", relayOnly)
 	b := newTestPeer(t, "bob", "10.0.0.2", relayOnly)
-	for _, tp := range []*testPeer{a, b} {
-		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	useRelay(t, srv, a, b)
 	connectPair(t, a, b)
 
 	ev := a.mustEvent(EventConnectionEstablished, "bob", establishTimeout)

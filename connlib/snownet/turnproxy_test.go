@@ -24,11 +24,7 @@ func TestSharedTURNTwoPeersOneAllocation(t *testing.T) {
 	a := newTestPeer(t, "alice", "10.0.0.1", relayOnlyShared)
 	b := newTestPeer(t, "bob", "10.0.0.2", relayOnlyShared)
 	c := newTestPeer(t, "carol", "10.0.0.3", relayOnlyShared)
-	for _, tp := range []*testPeer{a, b, c} {
-		if err := tp.node.UpdateRelays([]Relay{testRelay(srv)}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	useRelay(t, srv, a, b, c)
 	connectPair(t, a, b)
 	connectPair(t, a, c)
 	for _, peer := range []string{"bob", "carol"} {
