@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strconv"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -124,7 +123,7 @@ func (g *Gateway) startDNSServer(ctx context.Context) {
 	if listen == nil {
 		listen = net.ListenPacket
 	}
-	upstream := gwSystemNameserver()
+	upstreams := newGwUpstreams(resolvConfServers("/etc/resolv.conf"), nil)
 	for _, ip := range []netip.Addr{g.iface.IPv4, g.iface.IPv6} {
 		if !ip.IsValid() {
 			continue
@@ -143,24 +142,15 @@ func (g *Gateway) startDNSServer(ctx context.Context) {
 			continue
 		}
 		g.dnsConns = append(g.dnsConns, conn)
-		g.log.Info("gateway DNS server listening", zap.String("addr", addr), zap.String("upstream", upstream))
-		go gwServeDNS(ctx, conn, upstream, g.log.Named("dns"))
+		g.log.Info("gateway DNS server listening", zap.String("addr", addr), zap.Strings("upstreams", upstreams.order()))
+		go gwServeDNS(ctx, conn, upstreams, g.log.Named("dns"))
 	}
 }
 
-// gwSystemNameserver returns the first nameserver of /etc/resolv.conf as
-// host:port, or "" when there is none.
-func gwSystemNameserver() string {
-	cc, err := mdns.ClientConfigFromFile("/etc/resolv.conf")
-	if err != nil || len(cc.Servers) == 0 {
-		return ""
-	}
-	return net.JoinHostPort(cc.Servers[0], strconv.Itoa(53))
-}
-
-// gwServeDNS forwards each query to upstream and relays the answer; SERVFAIL
-// when there is no upstream or it fails. Garbage is dropped.
-func gwServeDNS(ctx context.Context, conn net.PacketConn, upstream string, log *zap.Logger) {
+// gwServeDNS forwards each query to the fastest system nameserver (the next
+// one if that fails) and relays the answer; SERVFAIL when there is none or
+// every attempt fails. Garbage is dropped.
+func gwServeDNS(ctx context.Context, conn net.PacketConn, upstreams *gwUpstreams, log *zap.Logger) {
 	sem := make(chan struct{}, 64)
 	buf := make([]byte, 65535)
 	for {
@@ -180,14 +170,18 @@ func gwServeDNS(ctx context.Context, conn net.PacketConn, upstream string, log *
 		go func() {
 			defer func() { <-sem }()
 			var resp *mdns.Msg
-			if upstream != "" {
-				c := &mdns.Client{Timeout: 5 * time.Second}
-				r, _, err := c.ExchangeContext(ctx, q, upstream)
+			c := &mdns.Client{Timeout: gwUpstreamAttempt}
+			for i, upstream := range upstreams.order() {
+				if i == gwUpstreamTries {
+					break
+				}
+				r, rtt, err := c.ExchangeContext(ctx, q, upstream)
+				upstreams.report(upstream, rtt, err == nil)
 				if err == nil {
 					resp = r
-				} else {
-					log.Debug("upstream DNS failed", zap.Error(err))
+					break
 				}
+				log.Debug("upstream DNS failed", zap.String("upstream", upstream), zap.Error(err))
 			}
 			if resp == nil {
 				resp = new(mdns.Msg)

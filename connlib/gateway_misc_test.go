@@ -110,15 +110,15 @@ func TestGatewayDNSServer(t *testing.T) {
 	defer srv.Shutdown()
 
 	for _, tc := range []struct {
-		upstream string
+		upstream []string
 		rcode    int
-	}{{up.LocalAddr().String(), mdns.RcodeSuccess}, {"", mdns.RcodeServerFailure}} {
+	}{{[]string{up.LocalAddr().String()}, mdns.RcodeSuccess}, {nil, mdns.RcodeServerFailure}} {
 		conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		go gwServeDNS(ctx, conn, tc.upstream, zap.NewNop())
+		go gwServeDNS(ctx, conn, newGwUpstreams(func() []string { return tc.upstream }, nil), zap.NewNop())
 		c, err := net.Dial("udp", conn.LocalAddr().String())
 		if err != nil {
 			t.Fatal(err)
