@@ -145,16 +145,7 @@ func TestClientTokenRejected(t *testing.T) {
 // TestClientMalformedPortalMessages: garbage from the portal is logged and
 // ignored; the session state stays as it was.
 func TestClientMalformedPortalMessages(t *testing.T) {
-	app, dev := tun.NewMemPair(tun.MemConfig{Name: "bad"})
-	defer app.Close()
-	c, err := NewClient(ClientConfig{Tun: dev, FirezoneID: "x", HostIP: netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.node.Close()
-	s := newClientState(c)
-	defer s.close()
-	s.ctx = context.Background()
+	c, s := newOfflineClientState(t, "bad")
 	good := `{"interface":{"ipv4":"100.64.0.9","ipv6":"fd00:2021:1111::9","upstream_do53":[]},
 		"resources":[{"id":"7b0ac0a4-3b1e-4f5a-9c2d-1e2f3a4b5c6d","type":"cidr","address":"10.5.0.0/16","name":"x","sites":[]}],"relays":[]}`
 	s.onPortalMessage("init", []byte(good))
@@ -185,16 +176,7 @@ func TestClientMalformedPortalMessages(t *testing.T) {
 // TestClientRelaysPresence: init's relays reach the node, relays_presence
 // adds and removes them, and a relay without credentials is skipped.
 func TestClientRelaysPresence(t *testing.T) {
-	app, dev := tun.NewMemPair(tun.MemConfig{Name: "relays"})
-	defer app.Close()
-	c, err := NewClient(ClientConfig{Tun: dev, FirezoneID: "x", HostIP: netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.node.Close()
-	s := newClientState(c)
-	defer s.close()
-	s.ctx = context.Background()
+	c, s := newOfflineClientState(t, "relays")
 	s.onPortalMessage("init", []byte(`{"interface":{"ipv4":"100.64.0.9","ipv6":"fd00:2021:1111::9"},"resources":[],
 		"relays":[{"id":"r1","type":"turn","addr":"127.0.0.1:3478","username":"1:a","password":"p","expires_at":1},
 		          {"id":"r2","type":"turn","addr":"127.0.0.2:3478","username":"","password":"","expires_at":1}]}`))
@@ -215,4 +197,22 @@ func TestClientRelaysPresence(t *testing.T) {
 	if len(s.relays) != 0 || c.node.HasRelays() {
 		t.Fatalf("relays after init without relays: %v", s.relays)
 	}
+}
+
+// newOfflineClientState is a client session state with no portal behind
+// it, for feeding it portal messages directly; all of it is closed when
+// the test ends.
+func newOfflineClientState(t *testing.T, name string) (*Client, *clientState) {
+	t.Helper()
+	app, dev := tun.NewMemPair(tun.MemConfig{Name: name})
+	t.Cleanup(func() { app.Close() })
+	c, err := NewClient(ClientConfig{Tun: dev, FirezoneID: "x", HostIP: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.node.Close() })
+	s := newClientState(c)
+	t.Cleanup(s.close)
+	s.ctx = context.Background()
+	return c, s
 }

@@ -67,37 +67,30 @@ func (c *int64Counter) get() int64 {
 
 // usTCPEcho serves an echo on a loopback port; hits counts connections.
 func usTCPEcho(t testing.TB, hits *int64Counter) uint16 {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if hits != nil {
-				hits.add()
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
+	return usServeTCP(t, func(c net.Conn) {
+		if hits != nil {
+			hits.add()
 		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String()).Port()
+		_, _ = io.Copy(c, c)
+	})
 }
 
 // usSink accepts TCP connections, reads to EOF and answers with the
 // number of bytes read (8 bytes, big endian).
 func usSink(t testing.TB) uint16 {
+	return usServeTCP(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+		n, _ := io.Copy(io.Discard, c)
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], uint64(n))
+		_, _ = c.Write(buf[:])
+	})
+}
+
+// usServeTCP runs handle for each connection to a loopback port (closing
+// the connection after it) and returns the port; cleanup closes the
+// listener and waits for every handler, so the leak checks stay exact.
+func usServeTCP(t testing.TB, handle func(net.Conn)) uint16 {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,11 +109,7 @@ func usSink(t testing.TB) uint16 {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
-				n, _ := io.Copy(io.Discard, c)
-				var buf [8]byte
-				binary.BigEndian.PutUint64(buf[:], uint64(n))
-				_, _ = c.Write(buf[:])
+				handle(c)
 			}()
 		}
 	}()

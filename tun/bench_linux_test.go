@@ -27,17 +27,7 @@ import (
 //
 //	go test -run XXX -bench LinuxLoop -benchtime 2000x ./tun/
 func BenchmarkLinuxLoop(b *testing.B) {
-	for _, q := range []int{1, 2, 4} {
-		for _, off := range []bool{false, true} {
-			name := fmt.Sprintf("queues%d/offloads", q)
-			if off {
-				name = fmt.Sprintf("queues%d/nooffloads", q)
-			}
-			b.Run(name, func(b *testing.B) {
-				benchLoop(b, LinuxConfig{Queues: q, DisableOffloads: off})
-			})
-		}
-	}
+	benchConfigs(b, benchLoop)
 }
 
 func benchLoop(b *testing.B, cfg LinuxConfig) {
@@ -157,17 +147,7 @@ func cpuSteal() (steal, total uint64) {
 //
 //	go test -run XXX -bench LinuxUDP -benchtime 200000x ./tun/
 func BenchmarkLinuxUDP(b *testing.B) {
-	for _, q := range []int{1, 2, 4} {
-		for _, off := range []bool{false, true} {
-			name := fmt.Sprintf("queues%d/offloads", q)
-			if off {
-				name = fmt.Sprintf("queues%d/nooffloads", q)
-			}
-			b.Run(name, func(b *testing.B) {
-				benchUDP(b, LinuxConfig{Queues: q, DisableOffloads: off})
-			})
-		}
-	}
+	benchConfigs(b, benchUDP)
 }
 
 func benchUDP(b *testing.B, cfg LinuxConfig) {
@@ -220,5 +200,21 @@ func benchUDP(b *testing.B, cfg LinuxConfig) {
 	b.ReportMetric(100*(1-float64(got.Load())/float64(b.N)), "loss%")
 	if total1 > total0 {
 		b.ReportMetric(100*float64(steal1-steal0)/float64(total1-total0), "steal%")
+	}
+}
+
+// benchConfigs runs bench for 1, 2 and 4 queues, each with and without
+// offloads, as sub-benchmarks queues<N>/{offloads,nooffloads}.
+func benchConfigs(b *testing.B, bench func(*testing.B, LinuxConfig)) {
+	for _, q := range []int{1, 2, 4} {
+		for _, off := range []bool{false, true} {
+			name := fmt.Sprintf("queues%d/offloads", q)
+			if off {
+				name = fmt.Sprintf("queues%d/nooffloads", q)
+			}
+			b.Run(name, func(b *testing.B) {
+				bench(b, LinuxConfig{Queues: q, DisableOffloads: off})
+			})
+		}
 	}
 }

@@ -491,19 +491,7 @@ func FuzzForwardSend(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer d.Close()
-	go func() {
-		bufs, sizes := [][]byte{make([]byte, 1280)}, []int{0}
-		for {
-			if _, err := d.PollRecvMany(context.Background(), bufs, sizes, 0); err != nil {
-				return
-			}
-		}
-	}()
-	f.Fuzz(func(t *testing.T, pkt []byte) {
-		if _, err := d.Send([][]byte{pkt}, 0); err != nil {
-			t.Fatal(err)
-		}
-	})
+	fuzzSend(f, d)
 }
 
 // TestForwardBadDestinations: destinations a host socket would take as

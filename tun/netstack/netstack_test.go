@@ -388,7 +388,13 @@ func FuzzSend(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer d.Close()
-	// Drain what the stack answers so its queue never fills.
+	fuzzSend(f, d)
+}
+
+// fuzzSend feeds every fuzz input to d as one packet (Send must accept
+// it: garbage is dropped and counted, not an error) while a goroutine
+// drains what the stack answers so its queue never fills.
+func fuzzSend(f *testing.F, d *Device) {
 	go func() {
 		bufs, sizes := [][]byte{make([]byte, 1280)}, []int{0}
 		for {
