@@ -67,16 +67,7 @@ func TestTURNAllocIPv6(t *testing.T) {
 	if !relayed.Addr().Is6() {
 		t.Fatalf("relayed address %v, want IPv6", relayed)
 	}
-	peer, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = peer.Close() })
-	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	ch, err := s.alloc.bindChannel(ctx, peerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, _, ch := s.boundPeer(t, ctx, "udp6", net.IPv6loopback)
 	if _, err := s.pc.WriteToUDPAddrPort(AppendChannelData(nil, ch, []byte("to peer")), srv); err != nil {
 		t.Fatal(err)
 	}

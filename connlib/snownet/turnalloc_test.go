@@ -99,16 +99,7 @@ func TestTURNAllocChannelDataRoundTrip(t *testing.T) {
 		t.Fatal("no lifetime")
 	}
 
-	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = peer.Close() })
-	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	ch, err := s.alloc.bindChannel(ctx, peerAddr)
-	if err != nil {
-		t.Fatalf("channel bind: %v", err)
-	}
+	peer, peerAddr, ch := s.boundPeer(t, ctx, "udp4", net.IPv4(127, 0, 0, 1))
 	if ch < turnFirstChannel || ch > turnLastChannel {
 		t.Fatalf("channel number %#x", ch)
 	}
@@ -363,16 +354,7 @@ func TestTURNAllocRecoversRelayRestart(t *testing.T) {
 	if err := s.alloc.allocate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = peer.Close() })
-	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	ch, err := s.alloc.bindChannel(ctx, peerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, peerAddr, ch := s.boundPeer(t, ctx, "udp4", net.IPv4(127, 0, 0, 1))
 	stop()
 	startTURNOn(t, srv.String())
 	if err := s.alloc.check(ctx); err != nil {
@@ -391,4 +373,21 @@ func TestTURNAllocRecoversRelayRestart(t *testing.T) {
 	if err != nil || string(buf[:n]) != "after restart" || from != relayed {
 		t.Fatalf("peer got %q from %v (%v), want data from the new allocation %v", buf[:n], from, err, relayed)
 	}
+}
+
+// boundPeer opens a peer socket on ip and binds a channel to it on the
+// allocation; the socket is closed when the test ends.
+func (s *sharedSock) boundPeer(t *testing.T, ctx context.Context, network string, ip net.IP) (*net.UDPConn, netip.AddrPort, uint16) {
+	t.Helper()
+	peer, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	ch, err := s.alloc.bindChannel(ctx, peerAddr)
+	if err != nil {
+		t.Fatalf("channel bind: %v", err)
+	}
+	return peer, peerAddr, ch
 }
