@@ -72,6 +72,20 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
+// waitStats waits until s's counters satisfy ok. The data plane adds its
+// counts after a batch is sent, so a receiver can see a packet a moment
+// before it is counted.
+func waitStats(t testing.TB, s *Server, ok func(Stats) bool) {
+	t.Helper()
+	var st Stats
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if st = s.Stats(); ok(st) {
+			return
+		}
+	}
+	t.Fatalf("relay stats %+v never matched", st)
+}
+
 func TestAuthChallengeStaleNonceAndWrongPassword(t *testing.T) {
 	clock := newAtomicClock(time.Unix(2000000000, 0))
 	s := startRelayCfg(t, Config{Now: clock.now})
@@ -261,10 +275,7 @@ func TestChannelsIndicationsAndExpiry(t *testing.T) {
 	if !bytes.Equal(got, append([]byte{0x40, 0x01, 0, 6}, "world!"...)) {
 		t.Fatalf("client got %x", got)
 	}
-	st := s.Stats()
-	if st.ToPeers != 1 || st.ToClients != 1 || st.Indications != 2 {
-		t.Fatalf("stats %+v", st)
-	}
+	waitStats(t, s, func(st Stats) bool { return st.ToPeers == 1 && st.ToClients == 1 && st.Indications == 2 })
 
 	// Keep the allocation, let the channel expire: ChannelData is dropped,
 	// the number stays reserved for its old peer during the cooldown.
